@@ -1,0 +1,164 @@
+"""`python -m autograder <verb>`: build, grade, validate, prepare-data."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from .config import DEFAULT_CONFIG, ConfigError, load_config
+
+
+def _config(args) -> "GradingConfig":  # noqa: F821 - imported lazily for a fast --help
+    return load_config(args.config)
+
+
+def cmd_validate(args) -> int:
+    config = _config(args)
+    problems = []
+    for aid, assignment in config.assignments.items():
+        master = Path(DEFAULT_CONFIG).parent / assignment.notebook
+        if not master.exists():
+            problems.append(f"assignments.{aid}.notebook: {assignment.notebook} does not exist")
+        checks = master.parent / "checks.py"
+        if not checks.exists():
+            problems.append(f"assignments.{aid}: hidden checks {checks.relative_to(master.parents[2])} are missing")
+    if problems:
+        print(f"{args.config}: " + "\n  - ".join(["problems:", *problems]), file=sys.stderr)
+        return 1
+    print(f"{args.config}: OK ({len(config.assignments)} assignments: {', '.join(config.assignments)})")
+    return 0
+
+
+def cmd_prepare_data(args) -> int:
+    from .data import prepare
+
+    raw = prepare()
+    print(f"data verified; MNIST unpacked in {raw}")
+    return 0
+
+
+def _self_check(aid: str, config, solution: Path) -> None:
+    """Grade the built solution with the trusted grader: it must earn every point."""
+    from .build import BuildError
+    from .grade import grade_one, make_job
+    from .submissions import Submission
+
+    job = make_job(aid, config, jobs=1)
+    result = grade_one(job, Submission(solution, f"{aid} solution"))
+    if result["status"] != "ok" or result["total"] != result["max_total"]:
+        failing = [f"{q}: {row['feedback']}" for q, row in result["questions"].items()
+                   if not row["manual"] and row["points"] != row["max_points"]]
+        raise BuildError(f"{aid}: the solution does not pass its hidden checks "
+                         f"({result['total']:g}/{result['max_total']:g}, status {result['status']} "
+                         f"{result['message']}):\n  " + "\n  ".join(failing))
+    print(f"{aid}: solution scores {result['total']:g}/{result['max_total']:g} in the sandbox "
+          f"({result['seconds']:.1f} s, layers: {', '.join(result['sandbox'])})")
+
+
+def cmd_build(args) -> int:
+    from .build import BuildError, build_assignment
+    from .data import prepare
+
+    config = _config(args)
+    prepare()
+    ids = args.ids or list(config.assignments)
+    for aid in ids:
+        config.assignment(aid)
+    failed = []
+    for aid in ids:
+        try:
+            paths = build_assignment(aid, config)
+            if not args.no_verify:
+                _self_check(aid, config, paths["solution"])
+        except BuildError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed.append(aid)
+    if failed:
+        print(f"build failed for: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_grade(args) -> int:
+    from .data import prepare
+    from .grade import grade_batch, make_job
+    from .submissions import discover
+
+    config = _config(args)
+    config.assignment(args.id)
+    prepare()
+    submissions = discover([Path(p) for p in args.submissions])
+    if not submissions:
+        print("error: no submissions found in " + ", ".join(args.submissions), file=sys.stderr)
+        return 2
+    job = make_job(args.id, config, jobs=args.jobs, use_bwrap=not args.no_bwrap)
+    missing = [name for name in ("bubblewrap", "user") if name not in job.layers.names]
+    print(f"grading {len(submissions)} submission(s) of {args.id} with {job.jobs} job(s); "
+          f"sandbox layers: {', '.join(job.layers.names)}"
+          + (f" (not active: {', '.join(missing)})" if missing else ""), file=sys.stderr)
+    out = Path(args.out)
+    results = grade_batch(job, submissions, out, force=args.force)
+    counts = {}
+    for result in results:
+        counts[result["status"]] = counts.get(result["status"], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    print(f"wrote {out / 'grades.csv'} and {len(results)} result file(s) in {out / 'results'} ({summary})")
+    return 0 if len(results) == len(submissions) else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m autograder",
+                                  description="Build and grade the Neural Networks for Engineers assignments.")
+    top.add_argument("--config", default=str(DEFAULT_CONFIG), help="grading.yml to use (default: %(default)s)")
+    verbs = top.add_subparsers(dest="verb", required=True)
+
+    build = verbs.add_parser("build", help="build student notebooks and otter bundles from solutions/")
+    build.add_argument("ids", nargs="*", help="assignment ids (default: all in grading.yml)")
+    build.add_argument("--no-verify", action="store_true",
+                       help="skip grading the solution with the sandboxed grader after the build")
+    build.set_defaults(func=cmd_build)
+
+    grade = verbs.add_parser("grade", help="grade submissions into a CSV and one JSON file each")
+    grade.add_argument("id", help="assignment id, e.g. spiral")
+    grade.add_argument("submissions", nargs="+", help=".ipynb files, otter export .zip files, or folders")
+    grade.add_argument("--out", default="results", help="output folder (default: %(default)s)")
+    grade.add_argument("--jobs", type=int, default=None, help="submissions graded in parallel (default: cores)")
+    grade.add_argument("--force", action="store_true", help="regrade even unchanged, already graded submissions")
+    grade.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even if installed")
+    grade.set_defaults(func=cmd_grade)
+
+    validate = verbs.add_parser("validate", help="check grading.yml")
+    validate.set_defaults(func=cmd_validate)
+
+    prep = verbs.add_parser("prepare-data", help="verify datasets/ and unpack MNIST for offline use")
+    prep.set_defaults(func=cmd_prepare_data)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    # Ctrl-C: let the sandboxes' context managers kill their process groups on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished results are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - data errors etc. get one clear line
+        from .data import DataError
+
+        if isinstance(exc, DataError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

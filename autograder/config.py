@@ -1,0 +1,162 @@
+"""Load and validate `grading.yml`, the one place where points, thresholds and limits live."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ASSIGNMENT_IDS = ("autograd", "tensors", "perceptron-xor", "spiral", "mnist", "pipeline")
+QUESTION_ID = re.compile(r"^q\d+(_\d+)?[a-z]?$")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "grading.yml"
+
+
+class ConfigError(Exception):
+    """grading.yml is missing, unreadable or invalid; the message names the key path."""
+
+
+class Strict(BaseModel):
+    # Reject unknown keys: a typo such as `point:` must not silently become a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(Strict):
+    """Resource limits for one notebook execution."""
+
+    cell_timeout_s: float = Field(gt=0, description="wall-clock seconds one cell may run")
+    notebook_timeout_s: float = Field(gt=0, description="wall-clock seconds the whole notebook may run")
+    memory_mb: int = Field(ge=512, description="address-space cap of the student process, MiB")
+    max_processes: int = Field(ge=1, description="processes/threads the sandbox user may own")
+    max_open_files: int = Field(ge=16)
+    max_file_size_mb: int = Field(ge=1, description="largest file student code may write, MiB")
+    max_notebook_mb: float = Field(gt=0, description="largest submission accepted, MiB")
+
+
+class LimitsOverride(Strict):
+    """Per-assignment overrides; unset keys fall back to `defaults.limits`."""
+
+    cell_timeout_s: float | None = Field(default=None, gt=0)
+    notebook_timeout_s: float | None = Field(default=None, gt=0)
+    memory_mb: int | None = Field(default=None, ge=512)
+    max_processes: int | None = Field(default=None, ge=1)
+    max_open_files: int | None = Field(default=None, ge=16)
+    max_file_size_mb: int | None = Field(default=None, ge=1)
+    max_notebook_mb: float | None = Field(default=None, gt=0)
+
+
+class Defaults(Strict):
+    limits: Limits
+    seed: int = Field(ge=0, lt=2**32)
+    device: Literal["cpu", "auto"] = "cpu"
+    jobs: int | None = Field(default=None, ge=1, description="parallel submissions; default: CPU count")
+
+
+class Question(Strict):
+    points: float = Field(ge=0)
+    manual: bool = False
+    visibility: Literal["visible", "hidden", "after_due_date", "after_published"] = "visible"
+
+
+class Assignment(Strict):
+    title: str = Field(min_length=1)
+    notebook: str = Field(description="master notebook, relative to the repository root")
+    questions: dict[str, Question] = Field(min_length=1)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    budget: dict[str, int | float] = Field(default_factory=dict)
+    limits: LimitsOverride = Field(default_factory=LimitsOverride)
+
+    @field_validator("notebook")
+    @classmethod
+    def _relative_notebook(cls, value: str) -> str:
+        if Path(value).is_absolute() or not value.endswith(".ipynb"):
+            raise ValueError("must be a relative path to an .ipynb file, e.g. solutions/spiral/spiral.ipynb")
+        return value
+
+    @field_validator("questions")
+    @classmethod
+    def _question_ids(cls, value: dict) -> dict:
+        for qid in value:
+            if not QUESTION_ID.match(qid):
+                raise ValueError(f"question id {qid!r} must look like q1, q2_1 or q3b")
+        return value
+
+    @field_validator("thresholds", "budget")
+    @classmethod
+    def _constant_names(cls, value: dict) -> dict:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"name {name!r} must be lower_snake_case (it becomes a constant in the notebook)")
+        return value
+
+    @property
+    def max_points(self) -> float:
+        """Points the autograder can award (manually graded questions excluded)."""
+        return sum(q.points for q in self.questions.values() if not q.manual)
+
+    def constants(self) -> dict[str, int | float]:
+        """Thresholds and budget as the notebook's constants cell spells them (UPPER_CASE)."""
+        merged = {**self.thresholds, **self.budget}
+        return {name.upper(): value for name, value in sorted(merged.items())}
+
+
+class Course(Strict):
+    name: str
+    code: str
+    term: str
+
+
+class GradingConfig(Strict):
+    course: Course
+    defaults: Defaults
+    assignments: dict[str, Assignment]
+
+    @model_validator(mode="after")
+    def _known_ids(self) -> "GradingConfig":
+        for aid in self.assignments:
+            if aid not in ASSIGNMENT_IDS:
+                raise ValueError(f"unknown assignment id {aid!r}; expected one of {', '.join(ASSIGNMENT_IDS)}")
+        return self
+
+    def assignment(self, aid: str) -> Assignment:
+        try:
+            return self.assignments[aid]
+        except KeyError:
+            known = ", ".join(self.assignments) or "none"
+            raise ConfigError(f"grading.yml has no assignment {aid!r} (configured: {known})") from None
+
+    def limits_for(self, aid: str) -> Limits:
+        override = self.assignment(aid).limits.model_dump(exclude_none=True)
+        return self.defaults.limits.model_copy(update=override)
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: {error.error_count()} problem(s):"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see the comments in grading.yml)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"  - {where}: {message}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | str = DEFAULT_CONFIG) -> GradingConfig:
+    """Read and validate a grading.yml; raise ConfigError naming the key path on any problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found. Copy grading.yml from the repository root.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return GradingConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc)) from None

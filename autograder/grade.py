@@ -1,0 +1,266 @@
+"""Grade submissions: run each in its own sandbox, probe it, and compute verdicts here.
+
+The score is decided only in this process, from plain data the probes exported and references the
+grader computed itself. A crash or timeout stops the notebook, but every question whose probes ran
+before that point is still graded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import checks as checks_api
+from . import wire
+from .config import REPO_ROOT, GradingConfig
+from .plan import build_plan
+from .results import ResultStore, Status, question_row
+from .sandbox import Layers, Sandbox, SandboxDied, SandboxTimeout, detect_layers
+from .submissions import InvalidSubmission, Submission, assignment_name, parse_notebook, read_notebook
+
+INIT_TIMEOUT_S = 120
+PROBE_TIMEOUT_S = 120
+GRADER_FILES = ("runner.py", "wire.py", "plan.py", "grade.py", "checks.py", "sandbox.py")
+
+
+@dataclass(frozen=True)
+class GradingJob:
+    """Everything needed to grade submissions of one assignment."""
+
+    aid: str
+    config: GradingConfig
+    layers: Layers
+    data_dir: Path
+    jobs: int = 1
+
+    @property
+    def assignment(self):
+        return self.config.assignment(self.aid)
+
+    @property
+    def student_notebook(self) -> Path:
+        return REPO_ROOT / "assignments" / self.aid / f"{self.aid}.ipynb"
+
+    def fingerprint(self) -> str:
+        """Changes whenever anything that could change a grade changes."""
+        digest = hashlib.sha256()
+        digest.update(self.assignment.model_dump_json().encode())
+        digest.update(self.config.defaults.model_dump_json().encode())
+        digest.update(self.student_notebook.read_bytes())
+        digest.update((REPO_ROOT / Path(self.assignment.notebook).parent / "checks.py").read_bytes())
+        for name in GRADER_FILES:
+            digest.update((Path(__file__).parent / name).read_bytes())
+        return digest.hexdigest()[:16]
+
+
+def _reference_notebook(job: GradingJob) -> dict:
+    if not job.student_notebook.exists():
+        raise FileNotFoundError(f"{job.student_notebook} is missing: run `python -m autograder build {job.aid}`")
+    return parse_notebook(job.student_notebook.read_bytes(), job.student_notebook.name)
+
+
+def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> dict:
+    """Grade one submission and return its result record (never raises for bad submissions)."""
+    started = time.monotonic()
+    assignment = job.assignment
+    limits = job.config.limits_for(job.aid)
+    result = {
+        "submission": submission.name,
+        "assignment": job.aid,
+        "fingerprint": job.fingerprint(),
+        "sandbox": job.layers.names,
+        "status": Status.OK,
+        "message": "",
+        "notes": [],
+        "cell_errors": [],
+    }
+    questions = list(assignment.questions)
+    try:
+        notebook, sha = read_notebook(submission.path, int(limits.max_notebook_mb * 2**20))
+        result["sha256"] = sha
+        name = assignment_name(notebook)
+        if name is not None and name != job.aid:
+            raise InvalidSubmission(f"{submission.path.name} is a notebook for assignment {name!r}, "
+                                    f"not {job.aid!r}: submit it to the right assignment")
+    except InvalidSubmission as exc:
+        result.update(status=Status.INVALID, message=str(exc))
+        result["questions"] = {q: question_row(assignment.questions[q], [], "not graded: invalid submission")
+                               for q in questions}
+        return _finish(result, assignment, started)
+
+    suite = checks_api.load_checks(job.aid, assignment)
+    ref = checks_api.reference_for(job.aid, assignment)
+    plan = build_plan(notebook, _reference_notebook(job), [q for q in questions if suite.for_question(q)])
+    result["notes"].extend(plan.notes)
+    seed_material = int(sha[:12], 16)
+    rng = np.random.default_rng([job.config.defaults.seed, seed_material])
+    contexts = {}
+    probed: dict[str, dict] = {}
+
+    threads = max(1, (os.cpu_count() or 1) // max(1, job.jobs))
+    deadline = started + limits.notebook_timeout_s
+    with Sandbox(job.aid, limits, job.layers, job.data_dir, slot=slot, threads=threads,
+                 device=job.config.defaults.device) as box:
+        current = "start-up"
+        try:
+            box.request({"op": "init", "seed": job.config.defaults.seed, "threads": threads},
+                        min(INIT_TIMEOUT_S, limits.notebook_timeout_s))
+            for step in plan.steps:
+                current = step.label
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SandboxTimeout()
+                if step.kind == "run":
+                    reply = box.request({"op": "run", "index": len(result["cell_errors"]), "source": step.source},
+                                        min(limits.cell_timeout_s, remaining))
+                    if not reply.get("ok"):
+                        result["cell_errors"].append(f"{step.label}: {str(reply.get('error', ''))[:300]}")
+                    continue
+                shared: dict = {}  # checks with the same probe and inputs share one probe run
+                for number, check in enumerate(suite.for_question(step.question)):
+                    key = (check.probe, check.inputs)
+                    if key not in shared:
+                        ctx = checks_api.Context(ref, dict(assignment.thresholds), dict(assignment.budget), rng)
+                        if check.inputs is not None:
+                            ctx.inputs = check.inputs(ctx)
+                        reply = box.request({"op": "probe", "id": f"{step.question}.{number}", "code": check.probe,
+                                             "inputs": wire.encode(ctx.inputs)},
+                                            min(PROBE_TIMEOUT_S, max(1.0, deadline - time.monotonic())))
+                        shared[key] = (ctx, reply)
+                    contexts[(step.question, number)], probed[f"{step.question}.{number}"] = shared[key]
+                handoff = suite.handoffs.get(step.question)
+                if handoff is not None:
+                    values = handoff.values(ref) if handoff.values else {}
+                    box.request({"op": "inject", "values": wire.encode(values), "source": handoff.source},
+                                PROBE_TIMEOUT_S)
+        except SandboxTimeout:
+            over_notebook = time.monotonic() >= deadline
+            limit = (f"the notebook's {limits.notebook_timeout_s:.0f} s limit" if over_notebook
+                     else f"the {limits.cell_timeout_s:.0f} s per-cell limit")
+            result.update(status=Status.TIMEOUT, message=f"{current} exceeded {limit}; later cells were not run")
+        except SandboxDied as exc:
+            result.update(status=Status.ERROR, message=f"{exc} while running {current}; later cells were not run")
+
+    result["questions"] = _verdicts(suite, assignment, probed, contexts, result["status"])
+    return _finish(result, assignment, started)
+
+
+def _verdicts(suite, assignment, probed: dict, contexts: dict, status: str) -> dict:
+    rows = {}
+    for qid, question in assignment.questions.items():
+        outcomes = []
+        for number, check in enumerate(suite.for_question(qid)):
+            reply = probed.get(f"{qid}.{number}")
+            outcomes.append(_one_verdict(check, reply, contexts.get((qid, number)), status))
+        rows[qid] = question_row(question, outcomes, "")
+    return rows
+
+
+def _one_verdict(check, reply: dict | None, ctx, status: str) -> dict:
+    outcome = {"description": check.description, "passed": False, "message": ""}
+    if reply is None:
+        outcome["message"] = ("not reached: the notebook stopped before this question"
+                              if status != Status.OK else "not checked")
+        return outcome
+    if not reply.get("ok"):
+        outcome["message"] = f"could not inspect your answer: {str(reply.get('error', ''))[:300]}"
+        return _with_hint(outcome, check)
+    try:
+        data = wire.decode(reply.get("data"))
+        if not isinstance(data, dict):
+            raise checks_api.Fail("the probe exported no data")
+        check.verdict(data, ctx)
+        outcome["passed"] = True
+    except checks_api.Fail as exc:
+        outcome["message"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - hostile data must fail the check, not the grader
+        outcome["message"] = f"your answer has an unexpected form ({type(exc).__name__})"
+    return _with_hint(outcome, check) if not outcome["passed"] else outcome
+
+
+def _with_hint(outcome: dict, check) -> dict:
+    if check.hint:
+        outcome["hint"] = check.hint
+    return outcome
+
+
+def _finish(result: dict, assignment, started: float) -> dict:
+    rows = result["questions"]
+    result["total"] = round(sum(r["points"] or 0 for r in rows.values()), 4)
+    result["max_total"] = assignment.max_points
+    result["seconds"] = round(time.monotonic() - started, 2)
+    if result["status"] == Status.OK and result["notes"]:
+        result["message"] = "; ".join(result["notes"])[:500]
+    return result
+
+
+class Progress:
+    """One line per finished submission, on stderr, with a count and an ETA."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.done, self.stream = total, 0, stream
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+
+    def update(self, result: dict, reused: bool = False) -> None:
+        with self.lock:
+            self.done += 1
+            elapsed = time.monotonic() - self.started
+            eta = elapsed / self.done * (self.total - self.done)
+            width = len(str(self.total))
+            bar = "#" * int(20 * self.done / self.total)
+            how = "reused" if reused else f"{result.get('seconds', 0):.1f} s"
+            print(f"[{bar:<20}] {self.done:>{width}}/{self.total} {result['submission']}: {result['status']} "
+                  f"{result['total']:g}/{result['max_total']:g} ({how}; ETA {eta:.0f} s)",
+                  file=self.stream, flush=True)
+
+
+def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force: bool = False,
+                progress: bool = True) -> list[dict]:
+    """Grade every submission (in parallel), writing each result as soon as it is done."""
+    store = ResultStore(out, job.assignment)
+    meter = Progress(len(submissions)) if progress and submissions else None
+    slots: queue.Queue[int] = queue.Queue()
+    for slot in range(job.jobs):
+        slots.put(slot)
+    fingerprint = job.fingerprint()
+
+    def work(submission: Submission) -> dict:
+        previous = None if force else store.reusable(submission, fingerprint)
+        if previous is not None:
+            if meter:
+                meter.update(previous, reused=True)
+            return previous
+        slot = slots.get()
+        try:
+            result = grade_one(job, submission, slot)
+        except Exception as exc:  # noqa: BLE001 - one broken submission never stops a batch
+            result = {"submission": submission.name, "assignment": job.aid, "status": Status.ERROR,
+                      "message": f"grader error: {type(exc).__name__}: {exc}", "questions": {},
+                      "total": 0, "max_total": job.assignment.max_points, "fingerprint": fingerprint,
+                      "notes": [], "cell_errors": [], "sandbox": job.layers.names}
+        finally:
+            slots.put(slot)
+        store.write(submission, result)
+        if meter:
+            meter.update(result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=job.jobs) as pool:
+        results = list(pool.map(work, submissions))
+    store.write_csv(results)
+    return results
+
+
+def make_job(aid: str, config: GradingConfig, jobs: int | None = None, use_bwrap: bool = True) -> GradingJob:
+    jobs = jobs or config.defaults.jobs or os.cpu_count() or 1
+    return GradingJob(aid, config, detect_layers(use_bwrap), REPO_ROOT / "datasets", jobs)

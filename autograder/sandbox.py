@@ -1,0 +1,300 @@
+"""Start `runner.py` for one submission in a throwaway, resource-limited, isolated process.
+
+Layers (each result records which were active):
+  process   - own session and process group, scrubbed environment, throwaway working folder,
+              rlimits (address space, processes, open files, file size, CPU time); the whole
+              group is killed at the end.
+  bubblewrap - when `bwrap` is installed: no network, private PID namespace (so double-forked
+              daemons die with it), read-only system, private /tmp, and only the interpreter, its
+              venv, the data and the submission's own folder bound in. The repository itself
+              (solutions, hidden checks, grading.yml, other submissions) is never visible.
+  user      - when the grader runs as root: student code runs as an unprivileged uid.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import wire
+from .config import Limits
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SANDBOX_ROOT = Path("/sandbox")
+GRADER_DIR_INSIDE = Path("/opt/grader")
+BASE_UID = 61000  # one uid per job slot, so one submission's fork storm cannot starve another
+MAX_MESSAGE_BYTES = 64 * 2**20
+SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc")
+
+
+class SandboxTimeout(Exception):
+    """The runner did not answer within the time allowed."""
+
+
+class SandboxDied(Exception):
+    """The runner exited (os._exit, segfault, killed, out of memory) before answering."""
+
+
+@dataclass(frozen=True)
+class Layers:
+    bubblewrap: bool
+    unprivileged_user: bool
+
+    @property
+    def names(self) -> list[str]:
+        active = ["process"]
+        if self.bubblewrap:
+            active.append("bubblewrap")
+        if self.unprivileged_user:
+            active.append("user")
+        return active
+
+
+def _world_traversable(path: Path) -> bool:
+    for parent in [path, *path.parents]:
+        if parent.exists() and not os.stat(parent).st_mode & 0o001:
+            return False
+    return True
+
+
+def detect_layers(use_bwrap: bool = True) -> Layers:
+    """Which sandbox layers this machine supports."""
+    bwrap = use_bwrap and shutil.which("bwrap") is not None and _bwrap_works()
+    as_root = os.geteuid() == 0
+    # Without bubblewrap the unprivileged uid must be able to reach the interpreter on the host.
+    user = as_root and (bwrap or _world_traversable(Path(sys.base_prefix)))
+    return Layers(bubblewrap=bwrap, unprivileged_user=user)
+
+
+_BWRAP_OK: bool | None = None
+
+
+def _bwrap_works() -> bool:
+    global _BWRAP_OK
+    if _BWRAP_OK is None:
+        try:
+            probe = subprocess.run(
+                ["bwrap", "--unshare-net", "--unshare-pid", "--ro-bind", "/", "/", "true"],
+                capture_output=True, timeout=20)
+            _BWRAP_OK = probe.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _BWRAP_OK = False
+    return _BWRAP_OK
+
+
+def _scrubbed_env(home: str, threads: int, device: str) -> dict[str, str]:
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": f"{home}/.mpl",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "TORCH_HOME": f"{home}/.torch",
+    }
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def _bwrap_args(work: Path, inside_work: Path, grader_dir: Path, data_dir: Path | None) -> list[str]:
+    args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
+    made: set[str] = set()
+
+    def parents_of(target: Path):
+        # bwrap creates missing parents with mode 0700; make them traversable for the sandbox uid.
+        for parent in reversed(target.parents):
+            key = str(parent)
+            if key != "/" and key not in made:
+                made.add(key)
+                args.extend(["--perms", "0755", "--dir", key])
+
+    for system_dir in SYSTEM_DIRS:
+        if os.path.exists(system_dir):
+            args.extend(["--ro-bind", system_dir, system_dir])
+    for prefix in {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}:
+        parents_of(prefix)
+        args.extend(["--ro-bind", str(prefix), str(prefix)])
+    args.extend(["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"])
+    parents_of(GRADER_DIR_INSIDE)
+    args.extend(["--ro-bind", str(grader_dir), str(GRADER_DIR_INSIDE)])
+    if data_dir is not None:
+        parents_of(SANDBOX_ROOT / "datasets")
+        args.extend(["--ro-bind", str(data_dir), str(SANDBOX_ROOT / "datasets")])
+    parents_of(inside_work)
+    args.extend(["--bind", str(work), str(inside_work), "--chdir", str(inside_work)])
+    return args
+
+
+def _limit_child(limits: Limits, uid: int | None):
+    """preexec_fn: rlimits (inherited by everything the student starts) and, if root, a plain uid."""
+
+    def apply():
+        mib = 2**20
+        pairs = [
+            (resource.RLIMIT_AS, limits.memory_mb * mib),
+            (resource.RLIMIT_NOFILE, limits.max_open_files),
+            (resource.RLIMIT_FSIZE, limits.max_file_size_mb * mib),
+            (resource.RLIMIT_CPU, int(limits.notebook_timeout_s) + 30),
+            (resource.RLIMIT_CORE, 0),
+        ]
+        for which, value in pairs:
+            resource.setrlimit(which, (value, value))
+        if uid is not None:
+            # Count processes for this uid only; the runner drops to it before any student code.
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+
+    return apply
+
+
+@dataclass
+class Sandbox:
+    """One sandboxed runner process for one submission. Use as a context manager."""
+
+    assignment_id: str
+    limits: Limits
+    layers: Layers
+    data_dir: Path | None
+    slot: int = 0
+    threads: int = 1
+    device: str = "cpu"
+    tmp: Path = field(init=False)
+    work: Path = field(init=False)
+    proc: subprocess.Popen | None = field(init=False, default=None)
+
+    def __post_init__(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="nn4e-sandbox-"))
+        grader_dir = self.tmp / "grader"
+        grader_dir.mkdir()
+        for name in ("runner.py", "wire.py"):
+            shutil.copy2(PACKAGE_DIR / name, grader_dir / name)
+        self.work = self.tmp / "assignments" / self.assignment_id
+        self.work.mkdir(parents=True)
+        self._buffer = b""
+
+    @property
+    def uid(self) -> int | None:
+        return BASE_UID + self.slot if self.layers.unprivileged_user else None
+
+    def start(self) -> None:
+        uid = self.uid
+        if uid is not None:
+            for path in (self.tmp, self.tmp / "assignments", self.work):
+                os.chown(path, uid, uid)
+            os.chmod(self.tmp, 0o755)
+        python = [sys.executable, "-E", "-s"]
+        if self.layers.bubblewrap:
+            inside_work = SANDBOX_ROOT / "assignments" / self.assignment_id
+            env = _scrubbed_env("/tmp", self.threads, self.device)
+            command = _bwrap_args(self.work, inside_work, self.tmp / "grader", self.data_dir)
+            command += [*python, str(GRADER_DIR_INSIDE / "runner.py")]
+        else:
+            if self.data_dir is not None:
+                os.symlink(self.data_dir, self.tmp / "datasets")
+            home = self.tmp / "home"
+            home.mkdir()
+            if uid is not None:
+                os.chown(home, uid, uid)
+            env = _scrubbed_env(str(home), self.threads, self.device)
+            command = [*python, str(self.tmp / "grader" / "runner.py")]
+        if uid is not None:
+            env["NN4E_SANDBOX_UID"] = str(uid)
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            cwd=self.work, env=env, start_new_session=True, preexec_fn=_limit_child(self.limits, uid),
+        )
+
+    # -- protocol --------------------------------------------------------------------------
+    def request(self, message: dict, timeout: float) -> dict:
+        """Send one request and wait up to `timeout` seconds for its answer."""
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(wire.dumps(message))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise SandboxDied(self._death_reason()) from None
+        return self._read_message(time.monotonic() + timeout)
+
+    def _read_message(self, deadline: float) -> dict:
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SandboxTimeout()
+            ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
+            if not ready:
+                continue
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                raise SandboxDied(self._death_reason())
+            self._buffer += chunk
+            if len(self._buffer) > MAX_MESSAGE_BYTES:
+                raise SandboxDied("the notebook sent more data than a probe may export")
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        try:
+            return wire.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            raise SandboxDied("the grader's channel was corrupted by the notebook") from None
+
+    def _death_reason(self) -> str:
+        code = self.proc.wait(timeout=10) if self.proc else None
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            hint = {"SIGKILL": " (killed; often the memory limit)", "SIGSEGV": " (segmentation fault)",
+                    "SIGXCPU": " (CPU-time limit)"}.get(name, "")
+            return f"the notebook's process died with {name}{hint}"
+        return f"the notebook's process exited with code {code}"
+
+    # -- cleanup ---------------------------------------------------------------------------
+    def close(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            for stream in (self.proc.stdin, self.proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            if self.uid is not None:
+                _kill_uid(self.uid)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> "Sandbox":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _kill_uid(uid: int) -> None:
+    """Kill every process still owned by a slot's uid: daemons that left the process group."""
+    for _ in range(3):
+        found = False
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if entry.stat().st_uid == uid:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    found = True
+            except (OSError, ProcessLookupError):
+                continue
+        if not found:
+            return
+        time.sleep(0.05)
