@@ -136,6 +136,8 @@ def build_assignment(aid: str, config: GradingConfig, out_root: Path = REPO_ROOT
         raise BuildError(f"{aid}: master notebook {assignment.notebook} not found")
     master = json.loads(master_path.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix=f"nn4e-build-{aid}-") as tmp:
+        # Notebooks find their data by walking up to a `datasets/` folder, here as in the repository.
+        (Path(tmp) / "datasets").symlink_to(REPO_ROOT / "datasets")
         work = Path(tmp) / "src"
         shutil.copytree(master_path.parent, work, ignore=shutil.ignore_patterns("checks.py", "__pycache__"))
         staged = work / f"{aid}.ipynb"

@@ -67,6 +67,7 @@ class Context:
     budget: dict[str, float]
     rng: np.random.Generator
     inputs: dict = field(default_factory=dict)
+    cells: list[str] = field(default_factory=list)  # the submission's code cells, as the grader read them
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> dict:
     rng = np.random.default_rng([job.config.defaults.seed, seed_material])
     contexts = {}
     probed: dict[str, dict] = {}
+    code_cells = [c["source"] for c in notebook["cells"] if c["cell_type"] == "code"]
 
     threads = max(1, (os.cpu_count() or 1) // max(1, job.jobs))
     deadline = started + limits.notebook_timeout_s
@@ -129,7 +130,8 @@ def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> dict:
                 for number, check in enumerate(suite.for_question(step.question)):
                     key = (check.probe, check.inputs)
                     if key not in shared:
-                        ctx = checks_api.Context(ref, dict(assignment.thresholds), dict(assignment.budget), rng)
+                        ctx = checks_api.Context(ref, dict(assignment.thresholds), dict(assignment.budget), rng,
+                                                 cells=code_cells)
                         if check.inputs is not None:
                             ctx.inputs = check.inputs(ctx)
                         reply = box.request({"op": "probe", "id": f"{step.question}.{number}", "code": check.probe,
