@@ -24,7 +24,7 @@ from . import wire
 from .config import REPO_ROOT, GradingConfig
 from .plan import build_plan
 from .results import ResultStore, Status, question_row
-from .sandbox import Layers, Sandbox, SandboxDied, SandboxTimeout, detect_layers
+from .sandbox import Layers, Sandbox, SandboxDied, SandboxTimeout, close_all, detect_layers
 from .submissions import InvalidSubmission, Submission, assignment_name, parse_notebook, read_notebook
 
 INIT_TIMEOUT_S = 120
@@ -257,8 +257,15 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
             meter.update(result)
         return result
 
-    with ThreadPoolExecutor(max_workers=job.jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=job.jobs)
+    try:
         results = list(pool.map(work, submissions))
+    except KeyboardInterrupt:
+        # Stop queued work, kill running sandboxes; finished results are already on disk.
+        pool.shutdown(wait=False, cancel_futures=True)
+        close_all()
+        raise
+    pool.shutdown()
     store.write_csv(results)
     return results
 

@@ -63,6 +63,7 @@ class ResultStore:
 
     def write(self, submission: Submission, result: dict) -> None:
         atomic_write(self.path_for(submission), json.dumps(result, indent=1, sort_keys=True) + "\n")
+        atomic_write(self.out / "feedback" / f"{safe_name(submission.name)}.md", feedback_markdown(result))
 
     def reusable(self, submission: Submission, fingerprint: str) -> dict | None:
         """The stored result, if the same bytes were graded by the same grader and config."""
@@ -102,3 +103,39 @@ def _fmt(value) -> str:
     if value is None:
         return ""
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def feedback_markdown(result: dict) -> str:
+    """The student's feedback: points per question, each check's outcome and what to try next.
+
+    Check messages are written never to reveal expected values; hidden checks' code is not shown.
+    """
+    rows = result.get("questions", {})
+    manual = sum(r["max_points"] for r in rows.values() if r["manual"])
+    lines = [f"# {result['assignment']}: feedback for {result['submission']}", "",
+             f"**Score: {result['total']:g} / {result['max_total']:g}** (auto-graded"
+             + (f"; {manual:g} more point(s) are graded by hand)" if manual else ")"), ""]
+    if result["status"] != Status.OK:
+        lines += [f"**Grading stopped early ({result['status']}):** {result['message']}", ""]
+    lines += ["| question | points | |", "| --- | --- | --- |"]
+    for qid, row in rows.items():
+        if row["manual"]:
+            lines.append(f"| {qid} | / {row['max_points']:g} | graded by hand |")
+        else:
+            ok = row["points"] == row["max_points"]
+            lines.append(f"| {qid} | {row['points']:g} / {row['max_points']:g} | {'all checks passed' if ok else 'see below'} |")
+    for qid, row in rows.items():
+        failed = [c for c in row.get("checks", []) if not c["passed"]]
+        if not failed:
+            continue
+        lines += ["", f"## {qid}", ""]
+        for check in row["checks"]:
+            mark = "passed" if check["passed"] else "failed"
+            lines.append(f"- {check['description']}: **{mark}**" + ("" if check["passed"] else f". {check['message']}"))
+            if not check["passed"] and check.get("hint"):
+                lines.append(f"  - What to try: {check['hint']}")
+    if result.get("notes"):
+        lines += ["", "## Notes", "", *[f"- {note}" for note in result["notes"]]]
+    if result.get("cell_errors"):
+        lines += ["", "## Errors in your cells", "", *[f"- {error}" for error in result["cell_errors"][:10]]]
+    return "\n".join(lines) + "\n"

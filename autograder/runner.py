@@ -101,7 +101,11 @@ class Runner:
             if handler is None:
                 self.send({"op": "error", "error": f"unknown op {op!r}"})
                 continue
-            self.send(handler(request))
+            try:
+                reply = handler(request)
+            except Exception as exc:  # noqa: BLE001 - answer, so the grader can carry on
+                reply = {"op": "error", "ok": False, "error": _describe_error(exc)}
+            self.send(reply)
 
     # -- requests -------------------------------------------------------------------------
     def op_init(self, request: dict) -> dict:
@@ -198,7 +202,7 @@ class Runner:
             "get": get,
             "export": export,
             "ProbeError": ProbeError,
-            "inputs": self._to_native(wire.decode(request.get("inputs") or {})),
+            "inputs": self._to_native(wire.decode(request["inputs"])) if request.get("inputs") else {},
             "figure_summary": figure_summary,
         }
 

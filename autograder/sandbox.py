@@ -12,6 +12,7 @@ Layers (each result records which were active):
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import resource
 import select
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +32,23 @@ from .config import Limits
 PACKAGE_DIR = Path(__file__).resolve().parent
 SANDBOX_ROOT = Path("/sandbox")
 GRADER_DIR_INSIDE = Path("/opt/grader")
-BASE_UID = 61000  # one uid per job slot, so one submission's fork storm cannot starve another
+BASE_UID = 61000  # one uid per running sandbox, so one fork storm cannot starve another submission
+UID_RANGE = 1000
+UID_LOCK_DIR = Path(tempfile.gettempdir()) / "nn4e-sandbox-uids"
 MAX_MESSAGE_BYTES = 64 * 2**20
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc")
+
+
+_ACTIVE: set["Sandbox"] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+def close_all() -> None:
+    """Kill every running sandbox (Ctrl-C): no student process outlives the grader."""
+    with _ACTIVE_LOCK:
+        boxes = list(_ACTIVE)
+    for box in boxes:
+        box.close()
 
 
 class SandboxTimeout(Exception):
@@ -138,8 +154,23 @@ def _bwrap_args(work: Path, inside_work: Path, grader_dir: Path, data_dir: Path 
     return args
 
 
+def _tasks_of(uid: int) -> int:
+    """Threads and processes `uid` owns now (RLIMIT_NPROC counts both)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    count += sum(1 for _ in (entry / "task").iterdir())
+            except OSError:
+                continue
+    return count
+
+
 def _limit_child(limits: Limits, uid: int | None):
-    """preexec_fn: rlimits (inherited by everything the student starts) and, if root, a plain uid."""
+    """preexec_fn: rlimits, inherited by everything the student starts."""
+    # A sandbox uid owns nothing else; otherwise the limit must leave room for the user's own tasks.
+    nproc = limits.max_processes if uid is not None else _tasks_of(os.getuid()) + limits.max_processes
 
     def apply():
         mib = 2**20
@@ -152,14 +183,13 @@ def _limit_child(limits: Limits, uid: int | None):
         ]
         for which, value in pairs:
             resource.setrlimit(which, (value, value))
-        if uid is not None:
-            # Count processes for this uid only; the runner drops to it before any student code.
-            resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+        # Root ignores RLIMIT_NPROC; the runner drops to the sandbox uid before any student code.
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
     return apply
 
 
-@dataclass
+@dataclass(eq=False)
 class Sandbox:
     """One sandboxed runner process for one submission. Use as a context manager."""
 
@@ -173,6 +203,7 @@ class Sandbox:
     tmp: Path = field(init=False)
     work: Path = field(init=False)
     proc: subprocess.Popen | None = field(init=False, default=None)
+    uid: int | None = field(init=False, default=None)
 
     def __post_init__(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="nn4e-sandbox-"))
@@ -184,11 +215,10 @@ class Sandbox:
         self.work.mkdir(parents=True)
         self._buffer = b""
 
-    @property
-    def uid(self) -> int | None:
-        return BASE_UID + self.slot if self.layers.unprivileged_user else None
-
     def start(self) -> None:
+        self._uid_lock = None
+        if self.layers.unprivileged_user:
+            self.uid, self._uid_lock = _claim_uid(BASE_UID + self.slot)
         uid = self.uid
         if uid is not None:
             for path in (self.tmp, self.tmp / "assignments", self.work):
@@ -215,28 +245,38 @@ class Sandbox:
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             cwd=self.work, env=env, start_new_session=True, preexec_fn=_limit_child(self.limits, uid),
         )
+        with _ACTIVE_LOCK:
+            _ACTIVE.add(self)
 
     # -- protocol --------------------------------------------------------------------------
     def request(self, message: dict, timeout: float) -> dict:
         """Send one request and wait up to `timeout` seconds for its answer."""
-        assert self.proc is not None and self.proc.stdin is not None
+        proc = self.proc
+        if proc is None:
+            raise SandboxDied(self._death_reason())
         try:
-            self.proc.stdin.write(wire.dumps(message))
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+            proc.stdin.write(wire.dumps(message))
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
             raise SandboxDied(self._death_reason()) from None
-        return self._read_message(time.monotonic() + timeout)
+        return self._read_message(proc, time.monotonic() + timeout)
 
-    def _read_message(self, deadline: float) -> dict:
-        fd = self.proc.stdout.fileno()
+    def _read_message(self, proc: subprocess.Popen, deadline: float) -> dict:
+        try:
+            fd = proc.stdout.fileno()
+        except ValueError:  # closed by close_all()
+            raise SandboxDied(self._death_reason()) from None
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SandboxTimeout()
-            ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
-            if not ready:
-                continue
-            chunk = os.read(fd, 1 << 20)
+            try:
+                ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
+                if not ready:
+                    continue
+                chunk = os.read(fd, 1 << 20)
+            except (OSError, ValueError):
+                raise SandboxDied(self._death_reason()) from None
             if not chunk:
                 raise SandboxDied(self._death_reason())
             self._buffer += chunk
@@ -249,7 +289,10 @@ class Sandbox:
             raise SandboxDied("the grader's channel was corrupted by the notebook") from None
 
     def _death_reason(self) -> str:
-        code = self.proc.wait(timeout=10) if self.proc else None
+        proc = self.proc
+        if proc is None:
+            return "the grader stopped the notebook (interrupted)"
+        code = proc.wait(timeout=10)
         if code is not None and code < 0:
             name = signal.Signals(-code).name
             hint = {"SIGKILL": " (killed; often the memory limit)", "SIGSEGV": " (segmentation fault)",
@@ -259,6 +302,9 @@ class Sandbox:
 
     # -- cleanup ---------------------------------------------------------------------------
     def close(self) -> None:
+        """Kill the process group (and the slot uid's leftovers) and delete the folder; idempotent."""
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(self)
         if self.proc is not None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -272,6 +318,10 @@ class Sandbox:
                     pass
             if self.uid is not None:
                 _kill_uid(self.uid)
+            self.proc = None
+        if getattr(self, "_uid_lock", None) is not None:
+            os.close(self._uid_lock)  # releases the flock
+            self._uid_lock = None
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> "Sandbox":
@@ -280,6 +330,20 @@ class Sandbox:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _claim_uid(first: int) -> tuple[int, int]:
+    """Lock a uid no other sandbox (in any grader process) is using; return (uid, lock fd)."""
+    UID_LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+    for offset in range(UID_RANGE):
+        uid = BASE_UID + (first - BASE_UID + offset) % UID_RANGE
+        fd = os.open(UID_LOCK_DIR / str(uid), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return uid, fd
+        except OSError:
+            os.close(fd)
+    raise RuntimeError("no free sandbox uid: too many sandboxes are running")
 
 
 def _kill_uid(uid: int) -> None:

@@ -1,0 +1,46 @@
+# Neural Networks for Engineers: course repository and sandboxed autograder.
+#   make demo   set up .venv, build every assignment, grade the canned submissions, write results/
+#   make test   run the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast build grade validate clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(PY) -m autograder prepare-data
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+build: $(STAMP)
+	$(PY) -m autograder build
+
+grade: $(STAMP)
+	@for dir in tests/submissions/*/; do \
+	  id=$$(basename $$dir); \
+	  $(PY) -m autograder grade $$id $$dir --out results/$$id || exit 1; \
+	done
+
+demo: $(STAMP) validate build grade
+	@echo
+	@echo "Done. Student notebooks: assignments/<id>/<id>.ipynb; otter bundles: autograder/bundles/"
+	@echo "Grades: results/<id>/grades.csv, one JSON per submission in results/<id>/results/"
+
+validate: $(STAMP)
+	$(PY) -m autograder validate
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf results build release .pytest_cache

@@ -1,0 +1,104 @@
+"""Grading behaviour on the spiral: partial credit after a timeout or crash, bad input in a batch,
+locked cells, wrong assignment, resuming."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from autograder import grade as grade_module
+from autograder.cli import main
+from autograder.grade import grade_batch, grade_one, make_job
+from autograder.submissions import Submission, discover
+from conftest import SUBMISSIONS, config_with, load_notebook, write_notebook
+
+pytestmark = pytest.mark.slow
+SOLUTION = SUBMISSIONS / "spiral" / "solution.ipynb"
+
+
+def edited(tmp_path, name: str, old: str, new: str, metadata: dict | None = None):
+    notebook = load_notebook(SOLUTION)
+    hits = 0
+    for cell in notebook["cells"]:
+        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if old in text:
+            cell["source"] = text.replace(old, new, 1)
+            hits += 1
+    assert hits, old
+    if metadata:
+        notebook["metadata"]["otter"].update(metadata)
+    return write_notebook(notebook, tmp_path / name)
+
+
+Q4_LINE = "    test_preds = torch.argmax(test_out, dim=1)"
+
+
+def test_timeout_keeps_earlier_questions(tmp_path, raw_config):
+    """Check that a cell past its limit gives status timeout, names the cell, and keeps q1-q3"""
+    config = config_with(raw_config, **{"assignments.spiral.limits": {"cell_timeout_s": 30}})
+    path = edited(tmp_path, "loop.ipynb", Q4_LINE, "    while True:\n        pass\n" + Q4_LINE)
+    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name))
+    assert result["status"] == "timeout"
+    assert "`model.eval()`" in result["message"] and "30 s per-cell limit" in result["message"]
+    points = {q: r["points"] for q, r in result["questions"].items() if not r["manual"]}
+    assert points == {"q1": 2, "q2": 2, "q3": 3, "q4": 0, "q5": 0}
+
+
+def test_crash_keeps_earlier_questions(tmp_path, config):
+    """Check that a process that kills itself gives status error and keeps the questions before it"""
+    path = edited(tmp_path, "exit.ipynb", Q4_LINE, "    import os; os._exit(7)\n" + Q4_LINE)
+    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name))
+    assert result["status"] == "error" and "exited with code 7" in result["message"]
+    assert result["total"] == 7
+
+
+def test_edited_constants_are_restored_and_flagged(tmp_path, config):
+    """Check that lowering a threshold in the locked constants cell changes nothing but is flagged"""
+    path = edited(tmp_path, "cheat.ipynb", "MIN_TEST_ACCURACY = 0.85", "MIN_TEST_ACCURACY = 0.0")
+    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name))
+    assert result["total"] == result["max_total"]
+    assert any("edited; the grader used the original" in note for note in result["notes"])
+
+
+def test_deleted_check_cell_is_checked_at_the_end(tmp_path, config):
+    """Check that a deleted grader.check cell still gets its question checked"""
+    path = edited(tmp_path, "nocheck.ipynb", 'grader.check("q2")', "")
+    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name))
+    assert result["questions"]["q2"]["points"] == 2
+    assert any("q2 was checked at the end" in note for note in result["notes"])
+
+
+def test_batch_with_bad_files_finishes(tmp_path, capsys):
+    """Check that invalid files get rows with reasons while the valid notebook is graded"""
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    (folder / "solution.ipynb").write_bytes(SOLUTION.read_bytes())
+    (folder / "essay.docx").write_bytes(b"PK\x03\x04 not a notebook")
+    (folder / "truncated.ipynb").write_text('{"cells": [')
+    edited(folder, "other.ipynb", "x", "x", metadata={"assignment_name": "mnist"})
+    out = tmp_path / "out"
+    assert main(["grade", "spiral", str(folder), "--out", str(out), "--jobs", "2"]) == 0
+    rows = {r["submission"]: r for r in csv.DictReader((out / "grades.csv").open())}
+    assert rows["solution.ipynb"]["status"] == "ok" and rows["solution.ipynb"]["total"] == "11"
+    assert rows["essay.docx"]["status"] == "invalid" and "not a notebook" in rows["essay.docx"]["message"]
+    assert rows["truncated.ipynb"]["status"] == "invalid" and "JSON" in rows["truncated.ipynb"]["message"]
+    assert rows["other.ipynb"]["status"] == "invalid" and "'mnist'" in rows["other.ipynb"]["message"]
+    assert "sandbox layers" in capsys.readouterr().err
+
+
+def test_rerun_resumes_and_force_regrades(tmp_path, config, monkeypatch):
+    """Check that a second run reuses unchanged results and --force grades again"""
+    submissions = discover([SUBMISSIONS / "spiral" / "blank.ipynb"])
+    job = make_job("spiral", config, jobs=1)
+    first = grade_batch(job, submissions, tmp_path, progress=False)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("re-executed an unchanged submission")
+
+    monkeypatch.setattr(grade_module, "grade_one", must_not_run)
+    assert grade_batch(job, submissions, tmp_path, progress=False) == first
+    with pytest.raises(AssertionError, match="re-executed"):
+        grade_batch(job, submissions, tmp_path, force=True, progress=False)
+    stored = json.loads((tmp_path / "results" / "blank.ipynb.json").read_text())
+    assert stored["sha256"] and stored["fingerprint"] == job.fingerprint()

@@ -1,0 +1,78 @@
+"""Student notebooks: no solutions, no hidden tests, no outputs, locked plumbing cells."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from autograder.config import REPO_ROOT
+from autograder.plan import CONSTANTS_MARKER
+
+STUDENT_NOTEBOOKS = sorted((REPO_ROOT / "assignments").glob("*/*.ipynb"))
+MARKERS = re.compile(r"BEGIN SOLUTION|END SOLUTION|# SOLUTION|BEGIN PROMPT|END PROMPT|BEGIN TESTS|"
+                     r"END TESTS|# BEGIN QUESTION|# END QUESTION|ASSIGNMENT CONFIG|TEST CONFIG|BEGIN HIDDEN|hidden: *true")
+
+
+def source(cell) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def solution_lines(aid: str) -> list[str]:
+    """Lines of solution code in the master notebook that appear nowhere outside a solution."""
+    master = json.loads((REPO_ROOT / "solutions" / aid / f"{aid}.ipynb").read_text())
+    lines, other, inside = [], set(), False
+    for cell in master["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        for line in source(cell).splitlines():
+            stripped = line.strip()
+            if stripped.endswith("# BEGIN SOLUTION") or stripped.startswith("# BEGIN SOLUTION"):
+                inside = True
+                continue
+            if stripped.endswith("# END SOLUTION"):
+                inside = False
+                continue
+            marked = re.sub(r"\s*# SOLUTION( NO PROMPT)?$", "", stripped)
+            if (inside or marked != stripped) and len(marked) > 20 and not marked.startswith("#"):
+                lines.append(marked)
+            else:
+                other.add(stripped)
+    return [line for line in lines if line not in other]
+
+
+def test_every_configured_assignment_has_a_student_notebook(config):
+    """Check that each assignment in grading.yml has its generated notebook and bundle"""
+    for aid in config.assignments:
+        assert (REPO_ROOT / "assignments" / aid / f"{aid}.ipynb").exists(), aid
+        assert (REPO_ROOT / "autograder" / "bundles" / f"{aid}-autograder.zip").exists(), aid
+
+
+@pytest.mark.parametrize("path", STUDENT_NOTEBOOKS, ids=lambda p: p.parent.name)
+def test_no_solutions_hidden_tests_or_outputs(path):
+    """Check that the student notebook has no solution code, markers, hidden tests or outputs"""
+    notebook = json.loads(path.read_text())
+    text = "\n".join(source(c) for c in notebook["cells"])
+    assert not MARKERS.search(text), MARKERS.search(text).group(0)
+    for line in solution_lines(path.parent.name):
+        assert line not in text, f"solution code leaked: {line}"
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+    for test in notebook["metadata"].get("otter", {}).get("tests", {}).values():
+        for suite in test["suites"]:
+            assert all(not case["hidden"] for case in suite["cases"]), "hidden test in student notebook"
+
+
+@pytest.mark.parametrize("path", STUDENT_NOTEBOOKS, ids=lambda p: p.parent.name)
+def test_plumbing_cells_are_locked(path):
+    """Check that the init, check, export and constants cells are locked"""
+    notebook = json.loads(path.read_text())
+    plumbing = [c for c in notebook["cells"] if c["cell_type"] == "code" and (
+        "otter.Notebook(" in source(c) or "grader.check(" in source(c) or "grader.export(" in source(c)
+        or source(c).startswith(CONSTANTS_MARKER))]
+    kinds = {"init": "otter.Notebook(", "check": "grader.check(", "export": "grader.export("}
+    for kind, needle in kinds.items():
+        assert any(needle in source(c) for c in plumbing), f"no {kind} cell"
+    for cell in plumbing:
+        assert cell["metadata"].get("editable") is False and cell["metadata"].get("deletable") is False, source(cell)
