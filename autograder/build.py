@@ -91,6 +91,24 @@ def normalise_student_notebook(notebook: dict, aid: str) -> dict:
     return notebook
 
 
+def fill_answers(student: dict, solution: dict) -> dict:
+    """The student notebook with each answer cell replaced, in order, by the solution's cell.
+
+    The result is what a perfect submission looks like: the release's cell ids and locked cells
+    with every answer filled in. The build grades it, and the canned solution is this notebook.
+    """
+    filled = json.loads(json.dumps(student))
+    answers = {kind: [c for c in solution["cells"] if c["cell_type"] == kind
+                      and "otter_assign_solution_cell" in c.get("metadata", {}).get("tags", [])]
+               for kind in ("code", "markdown")}
+    for cell in filled["cells"]:
+        if "otter_answer_cell" in cell.get("metadata", {}).get("tags", []):
+            if not answers[cell["cell_type"]]:
+                raise BuildError("the solution notebook has fewer answer cells than the student notebook")
+            cell["source"] = _source(answers[cell["cell_type"]].pop(0))
+    return filled
+
+
 def dump_notebook(notebook: dict) -> str:
     return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
@@ -148,18 +166,18 @@ def build_assignment(aid: str, config: GradingConfig, out_root: Path = REPO_ROOT
         log(f"{aid}: running otter assign (executes the solution and its tests)")
         run_otter_assign(staged, dist, aid)
         student = json.loads((dist / "student" / f"{aid}.ipynb").read_text(encoding="utf-8"))
+        student = normalise_student_notebook(student, aid)
         student_path = out_root / "assignments" / aid / f"{aid}.ipynb"
         student_path.parent.mkdir(parents=True, exist_ok=True)
-        student_path.write_text(dump_notebook(normalise_student_notebook(student, aid)), encoding="utf-8")
+        student_path.write_text(dump_notebook(student), encoding="utf-8")
         zips = sorted((dist / "autograder").glob("*.zip"))
         if len(zips) != 1:
             raise BuildError(f"{aid}: expected one autograder zip from otter, found {len(zips)}")
         bundle_path = out_root / "autograder" / "bundles" / f"{aid}-autograder.zip"
         reproducible_zip(zips[0], bundle_path)
-        solution_path = Path(tmp) / "solution.ipynb"
-        shutil.copy2(dist / "autograder" / f"{aid}.ipynb", solution_path)
-        kept = out_root / "build" / aid / "solution.ipynb"  # gitignored; used by the self-check
+        solution = json.loads((dist / "autograder" / f"{aid}.ipynb").read_text(encoding="utf-8"))
+        kept = out_root / "build" / aid / "solution.ipynb"  # gitignored; graded by the self-check
         kept.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(solution_path, kept)
+        kept.write_text(dump_notebook(fill_answers(student, solution)), encoding="utf-8")
     log(f"{aid}: wrote {student_path.relative_to(out_root)} and {bundle_path.relative_to(out_root)}")
     return {"student": student_path, "bundle": bundle_path, "solution": kept}

@@ -1,4 +1,4 @@
-"""`python -m autograder <verb>`: build, grade, validate, prepare-data."""
+"""`python -m autograder <verb>`: build, grade, release, validate, prepare-data."""
 from __future__ import annotations
 
 import argparse
@@ -107,6 +107,14 @@ def cmd_grade(args) -> int:
     return 0 if len(results) == len(submissions) else 1
 
 
+def cmd_release(args) -> int:
+    from .release import release
+
+    folder, archive = release(_config(args), Path(args.out), args.ids or None)
+    print(f"wrote the student release to {folder} and {archive}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m autograder",
                                   description="Build and grade the Neural Networks for Engineers assignments.")
@@ -130,6 +138,11 @@ def parser() -> argparse.ArgumentParser:
 
     validate = verbs.add_parser("validate", help="check grading.yml")
     validate.set_defaults(func=cmd_validate)
+
+    rel = verbs.add_parser("release", help="write the folder and zip to hand to students")
+    rel.add_argument("ids", nargs="*", help="assignment ids (default: all in grading.yml)")
+    rel.add_argument("--out", default="release", help="output folder; the zip is <out>.zip (default: %(default)s)")
+    rel.set_defaults(func=cmd_release)
 
     prep = verbs.add_parser("prepare-data", help="verify datasets/ and unpack MNIST for offline use")
     prep.set_defaults(func=cmd_prepare_data)

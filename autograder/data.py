@@ -18,6 +18,7 @@ from .config import REPO_ROOT
 
 DATA_DIR = REPO_ROOT / "datasets"
 SUMS_FILE = "SHA256SUMS"
+TOY_FILES = ("spiral.csv", "and.csv", "xor.csv")
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 RESTORE_HINT = "restore it with `git checkout -- datasets/` (the files are committed)"

@@ -60,9 +60,9 @@ def build_plan(submission: dict, reference: dict, questions: list[str]) -> Plan:
         mine = by_id.get(locked.get("id"))
         name = f"the locked cell `{locked['source'].splitlines()[0][:50]}`"
         if mine is None:
-            notes.append(f"{name} was deleted or retyped; the grader used the original")
+            notes.append(f"{name} was deleted or retyped; the grader relies on the released version")
         elif mine["source"].strip() != locked["source"].strip():
-            notes.append(f"{name} was edited; the grader used the original")
+            notes.append(f"{name} was edited; the grader relies on the released version")
 
     steps = [Step("run", PRELUDE, label="grader prelude")]
     if constants is not None:

@@ -58,7 +58,7 @@ def test_edited_constants_are_restored_and_flagged(tmp_path, config):
     path = edited(tmp_path, "cheat.ipynb", "MIN_TEST_ACCURACY = 0.85", "MIN_TEST_ACCURACY = 0.0")
     result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name))
     assert result["total"] == result["max_total"]
-    assert any("edited; the grader used the original" in note for note in result["notes"])
+    assert any("edited; the grader relies on the released version" in note for note in result["notes"])
 
 
 def test_deleted_check_cell_is_checked_at_the_end(tmp_path, config):
@@ -98,7 +98,7 @@ def test_rerun_resumes_and_force_regrades(tmp_path, config, monkeypatch):
 
     monkeypatch.setattr(grade_module, "grade_one", must_not_run)
     assert grade_batch(job, submissions, tmp_path, progress=False) == first
-    with pytest.raises(AssertionError, match="re-executed"):
-        grade_batch(job, submissions, tmp_path, force=True, progress=False)
+    forced = grade_batch(job, submissions, tmp_path, force=True, progress=False)
+    assert forced[0]["status"] == "error" and "re-executed" in forced[0]["message"]
     stored = json.loads((tmp_path / "results" / "blank.ipynb.json").read_text())
     assert stored["sha256"] and stored["fingerprint"] == job.fingerprint()

@@ -2,8 +2,8 @@
 
     python tests/submissions/make_canned.py spiral     # after `python -m autograder build spiral`
 
-The solution fills every answer cell of the released student notebook; the blank is the release
-itself; each mistake in `<id>.yml` is a text replacement applied to the solution.
+The solution is the build's filled release (`build/<id>/solution.ipynb`: the student notebook with
+every answer cell filled in); the blank is the release itself; each mistake in `<id>.yml` is a text replacement applied to the solution.
 """
 from __future__ import annotations
 
@@ -21,18 +21,6 @@ ROOT = HERE.parents[1]
 def _source(cell: dict) -> str:
     source = cell["source"]
     return "".join(source) if isinstance(source, list) else source
-
-
-def fill(student: dict, solution: dict) -> dict:
-    """The student notebook with each answer cell replaced by the solution's cell, in order."""
-    filled = copy.deepcopy(student)
-    answers = {kind: [c for c in solution["cells"] if c["cell_type"] == kind
-                      and "otter_assign_solution_cell" in c.get("metadata", {}).get("tags", [])]
-               for kind in ("code", "markdown")}
-    for cell in filled["cells"]:
-        if "otter_answer_cell" in cell.get("metadata", {}).get("tags", []):
-            cell["source"] = _source(answers[cell["cell_type"]].pop(0))
-    return filled
 
 
 def apply_mistake(notebook: dict, replacements: list[dict], name: str) -> dict:
@@ -55,10 +43,9 @@ def write(notebook: dict, path: Path) -> None:
 
 def main(aid: str) -> None:
     student = json.loads((ROOT / "assignments" / aid / f"{aid}.ipynb").read_text(encoding="utf-8"))
-    solution = json.loads((ROOT / "build" / aid / "solution.ipynb").read_text(encoding="utf-8"))
+    filled = json.loads((ROOT / "build" / aid / "solution.ipynb").read_text(encoding="utf-8"))
     out = HERE / aid
     out.mkdir(exist_ok=True)
-    filled = fill(student, solution)
     write(filled, out / "solution.ipynb")
     write(student, out / "blank.ipynb")
     for name, spec in yaml.safe_load((HERE / f"{aid}.yml").read_text()).items():
