@@ -1,0 +1,94 @@
+"""The student release: the folder (and zip) an instructor hands to students.
+
+It holds the student notebooks, the data they read, a students' requirements file and README,
+and nothing else: no solutions, no hidden checks, no grader, no grading.yml.
+"""
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+from .build import ZIP_EPOCH
+from .config import REPO_ROOT, GradingConfig
+from .data import DATA_DIR, MNIST_FILES, TOY_FILES, prepare
+
+STUDENT_REQUIREMENTS = """\
+# Packages for the course notebooks (the versions the course was tested with).
+torch==2.14.1
+torchvision==0.29.1
+numpy==2.4.6
+matplotlib==3.11.2
+otter-grader==7.0.0
+jupyterlab
+"""
+
+STUDENT_README = """\
+# {course}: assignments
+
+## Install (once)
+
+    python3 -m venv .venv
+    source .venv/bin/activate          # Windows: .venv\\Scripts\\activate
+    pip install -r requirements.txt
+
+## Work on an assignment
+
+    jupyter lab assignments/<assignment>/<assignment>.ipynb
+
+1. Run the first cell: it sets up the checker.
+2. Fill in every `...`. Each question states its points.
+3. After each question run its `grader.check("q1")` cell. These public checks test properties
+   (shapes, types, thresholds) and never show the answer; the course grader also runs hidden checks.
+4. Keep the names the notebook gives you, and do not edit the locked cells.
+
+## Submit
+
+Run *Kernel > Restart & Run All*, then the last cell (`grader.export()`), and upload the zip file it
+creates (or the .ipynb) to the course's submission page.
+
+Assignments in this release: {assignments}.
+The data the notebooks read is in `datasets/`; they find it on their own.
+"""
+
+
+def release(config: GradingConfig, out: Path, assignments: list[str] | None = None) -> tuple[Path, Path]:
+    """Write the release folder and `<out>.zip`; return both paths."""
+    ids = assignments or list(config.assignments)
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "assignments").mkdir(parents=True)
+    for aid in ids:
+        config.assignment(aid)
+        source = REPO_ROOT / "assignments" / aid / f"{aid}.ipynb"
+        if not source.exists():
+            raise FileNotFoundError(f"{source} is missing: run `python -m autograder build {aid}` first")
+        (out / "assignments" / aid).mkdir()
+        shutil.copy2(source, out / "assignments" / aid / source.name)
+    _copy_data(out / "datasets")
+    (out / "requirements.txt").write_text(STUDENT_REQUIREMENTS)
+    (out / "README.md").write_text(STUDENT_README.format(course=config.course.name,
+                                                         assignments=", ".join(ids)))
+    archive = out.with_suffix(".zip")
+    _zip_folder(out, archive)
+    return out, archive
+
+
+def _copy_data(target: Path) -> None:
+    """Toy CSVs and MNIST unpacked where torchvision looks, so students need no download."""
+    raw = prepare()
+    target.mkdir(parents=True)
+    for name in TOY_FILES:
+        shutil.copy2(DATA_DIR / name, target / name)
+    (target / "MNIST" / "raw").mkdir(parents=True)
+    for name in MNIST_FILES:
+        shutil.copy2(raw / name, target / "MNIST" / "raw" / name)
+
+
+def _zip_folder(folder: Path, archive: Path) -> None:
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(str(Path(folder.name) / path.relative_to(folder)), date_time=ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, path.read_bytes())
