@@ -112,19 +112,9 @@ def verdict_setup(data: dict, ctx: Context) -> None:
 
 
 HISTORY_PROBE = """
-import torch
-model = get("model")
-criterion = get("criterion")
-model.eval()
-with torch.no_grad():
-    restored = criterion(model(inputs["X_val"]), inputs["y_val"]).item()
 export(train_losses=[float(v) for v in get("train_losses")], val_losses=[float(v) for v in get("val_losses")],
-       best_epoch=get("best_epoch"), best_val_loss=float(get("best_val_loss")), restored_val_loss=restored)
+       best_epoch=get("best_epoch"), best_val_loss=float(get("best_val_loss")), state=get("model").state_dict())
 """
-
-
-def inputs_validation(ctx: Context) -> dict:
-    return {"X_val": ctx.ref["X_val"], "y_val": ctx.ref["y_val"]}
 
 
 def verdict_history(data: dict, ctx: Context) -> None:
@@ -144,9 +134,14 @@ def verdict_history(data: dict, ctx: Context) -> None:
 
 def verdict_restored(data: dict, ctx: Context) -> None:
     val = numbers(data.get("val_losses"), "val_losses")
-    restored = number(data.get("restored_val_loss"), "validation loss of the restored model")
+    model = _model_from(data.get("state"))
+    with torch.no_grad():  # measured here, on the grader's own validation split
+        restored = nn.functional.cross_entropy(model(ctx.ref["X_val"]), ctx.ref["y_val"]).item()
     expect(abs(restored - val.min()) <= 1e-5 * max(1.0, abs(val.min())),
-           "the restored model's validation loss is not the minimum of `val_losses`")
+           "the restored model's validation loss is not the minimum of `val_losses`: did you load `best_state`?")
+    limit = ctx.thresholds["max_best_val_loss"]
+    expect(restored <= limit, f"the grader measured a validation loss of {restored:.3f} with your restored weights; "
+                              f"a trained model reaches {limit} or less")
 
 
 # -- q4: accuracy ------------------------------------------------------------------------------
@@ -214,9 +209,9 @@ CHECKS = [
     Check("q2", "SpiralNet's layers, parameter count and logits on fresh inputs", MODEL_PROBE, verdict_model,
           inputs=inputs_points),
     Check("q3", "loss function and optimiser settings", SETUP_PROBE, verdict_setup),
-    Check("q3", "loss history and early stopping", HISTORY_PROBE, verdict_history, inputs=inputs_validation),
-    Check("q3", "the best weights are restored", HISTORY_PROBE, verdict_restored, inputs=inputs_validation,
-          hint="did you call model.load_state_dict(best_state) after the loop?"),
+    Check("q3", "loss history and early stopping", HISTORY_PROBE, verdict_history),
+    Check("q3", "the best weights are restored (validation loss measured by the grader)", HISTORY_PROBE,
+          verdict_restored, hint="did you call model.load_state_dict(best_state) after the loop?"),
     Check("q4", "test accuracy measured by the grader from your weights", ACCURACY_PROBE, verdict_accuracy),
     Check("q4", "test_preds and test_acc agree with your model", ACCURACY_PROBE, verdict_reported),
     Check("q5", "learning curves with the best epoch marked", FIGURE_PROBE, verdict_curves),
