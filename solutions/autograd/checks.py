@@ -1,0 +1,950 @@
+"""Hidden checks for `autograd`: the grader sends expressions and functions as plain data, the probes
+evaluate them with the student's code and export numbers, and the verdicts compare those numbers with
+the grader's own analytic derivatives and PyTorch (float64) evaluated here, never in the notebook."""
+from __future__ import annotations
+
+import ast
+import math
+import random
+import re
+
+import numpy as np
+import torch
+
+from autograder.checks import Check, Context, Fail, Handoff, expect, integer, number, numbers
+
+TOL = 1e-6  # values and gradients agree with PyTorch float64 to 1e-6 (relative to max(1, |reference|))
+FORBIDDEN_MODULES = ("torch", "jax", "tensorflow", "autograd", "sympy", "functorch")  # may not be imported
+FORBIDDEN_NAMES = ("torch", "jax", "tensorflow", "functorch")  # may not be used as names or import strings
+H_WINDOW = (1e-7, 3e-5)  # where the best central-difference step lies (cube root of eps ~ 6e-6)
+
+
+def reference(assignment):
+    return None
+
+
+def _close(a: float, b: float, tol: float = TOL) -> bool:
+    return abs(a - b) <= tol * max(1.0, abs(b))
+
+
+# -- expression programs -----------------------------------------------------------------------
+# A program is a list of instructions; instruction k creates node k. ["input", v] is a leaf; the
+# others name earlier nodes by index and constants by value. The last node is the output.
+BINARY = {"add", "mul", "sub", "div"}
+WITH_CONST = {"addc", "mulc", "subc", "divc", "radd", "rmul", "rsub", "rdiv"}
+UNARY = {"relu", "exp", "log", "tanh", "neg", "sigmoid", "sin"}
+CORE_OPS = ["add", "mul", "addc", "mulc", "pow", "relu", "exp", "log", "tanh"]
+DERIVED_OPS = ["neg", "sub", "div", "subc", "divc", "radd", "rmul", "rsub", "rdiv"]
+N_UPDATES = {"add": 2, "mul": 2, "addc": 2, "mulc": 2, "pow": 1, "relu": 1, "exp": 1, "log": 1, "tanh": 1}
+
+
+def _forward(op: str, ins: list, vals: list[float]) -> float:
+    """The value of one instruction in plain floats (used to keep random programs in their domain)."""
+    a = vals[ins[1]] if op not in ("radd", "rmul", "rsub", "rdiv") else vals[ins[2]]
+    c = ins[1] if op in ("radd", "rmul", "rsub", "rdiv") else (ins[2] if len(ins) > 2 else None)
+    b = vals[ins[2]] if op in BINARY else None
+    table = {
+        "add": lambda: a + b, "mul": lambda: a * b, "sub": lambda: a - b, "div": lambda: a / b,
+        "addc": lambda: a + c, "mulc": lambda: a * c, "subc": lambda: a - c, "divc": lambda: a / c,
+        "radd": lambda: c + a, "rmul": lambda: c * a, "rsub": lambda: c - a, "rdiv": lambda: c / a,
+        "pow": lambda: a ** c, "relu": lambda: max(0.0, a), "exp": lambda: math.exp(a), "log": lambda: math.log(a),
+        "tanh": lambda: math.tanh(a), "neg": lambda: -a, "sigmoid": lambda: 1 / (1 + math.exp(-a)),
+        "sin": lambda: math.sin(a),
+    }
+    return table[op]()
+
+
+def _candidate(rng: np.random.Generator, op: str, n: int, vals: list[float]) -> list | None:
+    """A random instruction for `op` over nodes 0..n-1, or None if it would leave the safe domain."""
+    pick = lambda: int(n - 1 - min(n - 1, rng.geometric(0.35) - 1)) if rng.random() < 0.7 else int(rng.integers(n))
+    i = pick()
+    const = float(np.round(rng.uniform(-2.5, 2.5), 3)) or 1.5
+    if op in BINARY:
+        ins = [op, i, i if rng.random() < 0.15 else int(rng.integers(n))]
+    elif op == "pow":
+        ins = [op, i, [2, 3, -1, 2.0, 0.5, 1.5, -0.5, -2][int(rng.integers(8))]]
+    elif op in ("radd", "rmul", "rsub", "rdiv"):
+        ins = [op, const, i]
+    elif op in WITH_CONST:
+        ins = [op, i, const]
+    else:
+        ins = [op, i]
+    v = vals[ins[2] if op in ("radd", "rmul", "rsub", "rdiv") else ins[1]]
+    if op == "log" and v < 0.1 or op == "exp" and v > 3 or op == "sigmoid" and abs(v) > 8:
+        return None
+    if op == "pow" and (ins[2] < 0 and abs(v) < 0.3 or ins[2] != int(ins[2]) and v < 0.1):
+        return None
+    if op in ("div", "rdiv") and abs(vals[ins[2]]) < 0.3 or op == "relu" and abs(v) < 1e-3:
+        return None
+    try:
+        out = _forward(op, ins, vals)
+    except (ValueError, OverflowError, ZeroDivisionError):
+        return None
+    return ins if math.isfinite(out) and abs(out) < 30 else None
+
+
+def random_program(rng: np.random.Generator, ops: list[str], n_inputs: int, n_ops: int,
+                   must: list[str] = ()) -> list:
+    """A random graph over `ops`: nodes are reused (diamonds), and every node feeds the output."""
+    prog = [["input", float(np.round(rng.uniform(-2, 2), 4)) or 0.5] for _ in range(n_inputs)]
+    vals = [p[1] for p in prog]
+    wanted = list(must) + [ops[int(rng.integers(len(ops)))] for _ in range(n_ops)]
+    for op in wanted:
+        for _ in range(40):
+            ins = _candidate(rng, op, len(prog), vals)
+            if ins is not None:
+                prog.append(ins)
+                vals.append(_forward(op, ins, vals))
+                break
+    used = {k for ins in prog[n_inputs:] for k in _operands(ins)}
+    for k in range(len(prog) - 1):
+        if k not in used and k != len(prog) - 1:
+            prog.append(["add", len(prog) - 1, k])
+            vals.append(vals[-1] + vals[k])
+    return prog
+
+
+def _operands(ins: list) -> list[int]:
+    op = ins[0]
+    if op == "input":
+        return []
+    if op in BINARY:
+        return [ins[1], ins[2]]
+    if op in ("radd", "rmul", "rsub", "rdiv"):
+        return [ins[2]]
+    return [ins[1]]
+
+
+def torch_program(prog: list) -> tuple[list[float], list[float]]:
+    """Values and d(output)/d(node) of every node, with PyTorch in float64."""
+    nodes = []
+    for ins in prog:
+        op = ins[0]
+        if op == "input":
+            nodes.append(torch.tensor(float(ins[1]), dtype=torch.float64, requires_grad=True))
+            continue
+        if op in BINARY:
+            a, b = nodes[ins[1]], nodes[ins[2]]
+            out = {"add": a + b, "mul": a * b, "sub": a - b, "div": a / b}[op]
+        elif op in ("radd", "rmul", "rsub", "rdiv"):
+            c, a = ins[1], nodes[ins[2]]
+            out = {"radd": c + a, "rmul": c * a, "rsub": c - a, "rdiv": c / a}[op]
+        elif op in WITH_CONST or op == "pow":
+            a, c = nodes[ins[1]], ins[2]
+            out = {"addc": lambda: a + c, "mulc": lambda: a * c, "subc": lambda: a - c, "divc": lambda: a / c,
+                   "pow": lambda: a ** c}[op]()
+        else:
+            a = nodes[ins[1]]
+            out = {"relu": torch.relu, "exp": torch.exp, "log": torch.log, "tanh": torch.tanh,
+                   "neg": torch.neg, "sigmoid": torch.sigmoid, "sin": torch.sin}[op](a)
+        out.retain_grad()
+        nodes.append(out)
+    nodes[-1].backward()
+    grads = [0.0 if n.grad is None else float(n.grad) for n in nodes]
+    return [float(n.detach()) for n in nodes], grads
+
+
+PROGRAM_PROBE = """
+Value = get("Value")
+
+def run(prog):
+    nodes = []
+    for ins in prog:
+        op = ins[0]
+        if op == "input":
+            nodes.append(Value(ins[1]))
+        elif op in ("add", "mul", "sub", "div"):
+            a, b = nodes[ins[1]], nodes[ins[2]]
+            nodes.append({"add": lambda: a + b, "mul": lambda: a * b, "sub": lambda: a - b,
+                          "div": lambda: a / b}[op]())
+        elif op in ("radd", "rmul", "rsub", "rdiv"):
+            c, a = ins[1], nodes[ins[2]]
+            nodes.append({"radd": lambda: c + a, "rmul": lambda: c * a, "rsub": lambda: c - a,
+                          "rdiv": lambda: c / a}[op]())
+        elif op in ("addc", "mulc", "subc", "divc", "pow"):
+            a, c = nodes[ins[1]], ins[2]
+            nodes.append({"addc": lambda: a + c, "mulc": lambda: a * c, "subc": lambda: a - c,
+                          "divc": lambda: a / c, "pow": lambda: a ** c}[op]())
+        elif op == "neg":
+            nodes.append(-nodes[ins[1]])
+        else:
+            nodes.append(getattr(nodes[ins[1]], op)())
+        if not isinstance(nodes[-1], Value):
+            raise TypeError(f"`{op}` returned a {type(nodes[-1]).__name__}, not a Value")
+    nodes[-1].backward()
+    return {"data": [float(n.data) for n in nodes], "grads": [float(n.grad) for n in nodes]}
+
+results = []
+for prog in inputs["programs"]:
+    try:
+        results.append(run(prog))
+    except Exception as exc:
+        results.append({"error": f"{type(exc).__name__}: {str(exc)[:120]}"})
+export(results=results)
+"""
+
+
+def _single_op_programs(rng: np.random.Generator, ops: list[str]) -> tuple[list, list]:
+    programs, labels = [], []
+    for op in ops:
+        for _ in range(2):
+            prog = None
+            while prog is None:
+                a, b = [float(np.round(rng.uniform(-2, 2), 4)) or 0.7 for _ in range(2)]
+                vals = [a, b]
+                base = [["input", a], ["input", b]]
+                ins = _candidate(rng, op, 2, vals)
+                if ins is not None and ins[0] in BINARY and ins[1] == ins[2]:
+                    ins = [op, 0, 1] if _candidate_ok(op, [op, 0, 1], vals) else None
+                if ins is not None:
+                    prog = base + [ins]
+            programs.append(prog)
+            labels.append(op)
+    return programs, labels
+
+
+def _candidate_ok(op, ins, vals) -> bool:
+    try:
+        out = _forward(op, ins, vals)
+    except (ValueError, OverflowError, ZeroDivisionError):
+        return False
+    return math.isfinite(out) and (op != "div" or abs(vals[ins[2]]) > 0.3)
+
+
+WORKED = [
+    # x*y + relu(x^2) at (2, 3): dz/dx = 7, dz/dy = 2
+    [["input", 2.0], ["input", 3.0], ["mul", 0, 1], ["mul", 0, 0], ["relu", 3], ["add", 2, 4]],
+    # sigmoid through exp: e^x * (e^x + 1)^-1 at 1.5
+    [["input", 1.5], ["exp", 0], ["exp", 0], ["addc", 2, 1], ["pow", 3, -1], ["mul", 1, 4]],
+    # tanh at 0.7
+    [["input", 0.7], ["tanh", 0]],
+    # x^3 log x + exp(-x) at 2
+    [["input", 2.0], ["pow", 0, 3], ["log", 0], ["mul", 1, 2], ["mulc", 0, -1], ["exp", 4], ["add", 3, 5]],
+]
+
+
+def inputs_core(ctx: Context) -> dict:
+    programs, labels = _single_op_programs(ctx.rng, CORE_OPS)
+    programs += WORKED
+    labels += ["worked"] * len(WORKED)
+    for k in range(12):
+        programs.append(random_program(ctx.rng, CORE_OPS, int(ctx.rng.integers(2, 5)), int(ctx.rng.integers(8, 16)),
+                                       must=[CORE_OPS[k % len(CORE_OPS)]]))
+        labels.append("random")
+    return {"programs": programs, "labels": labels}
+
+
+def inputs_derived(ctx: Context) -> dict:
+    programs, labels = _single_op_programs(ctx.rng, DERIVED_OPS)
+    for k in range(10):
+        programs.append(random_program(ctx.rng, DERIVED_OPS + ["add", "mul", "tanh", "exp"],
+                                       int(ctx.rng.integers(2, 4)), int(ctx.rng.integers(6, 12)),
+                                       must=[DERIVED_OPS[k % len(DERIVED_OPS)]]))
+        labels.append("random")
+    return {"programs": programs, "labels": labels}
+
+
+def _compare(data: dict, ctx: Context, which: set[str]) -> None:
+    """Compare the probe's results for the programs whose label is in `which` with PyTorch."""
+    results = data.get("results")
+    programs, labels = ctx.inputs["programs"], ctx.inputs["labels"]
+    expect(isinstance(results, list) and len(results) == len(programs), "the probe could not evaluate your Value")
+    for prog, label, res in zip(programs, labels, results):
+        if label not in which and not (label in CORE_OPS + DERIVED_OPS + ["sigmoid"] and "op" in which):
+            continue
+        where = f"`{label}`" if label not in ("random", "worked") else (
+            "one of the chapter's worked examples" if label == "worked" else
+            "a random expression graph (nodes used several times, diamond-shaped paths)")
+        expect(isinstance(res, dict), "the probe could not evaluate your Value")
+        if "error" in res:
+            raise Fail(f"{where} raised {str(res['error'])[:160]}")
+        vals, grads = torch_program(prog)
+        mine_v = numbers(res.get("data"), "values", min_len=len(prog))
+        mine_g = numbers(res.get("grads"), "gradients", min_len=len(prog))
+        expect(len(mine_v) == len(prog) and len(mine_g) == len(prog), "the probe could not evaluate your Value")
+        if not all(_close(a, b) for a, b in zip(mine_v, vals)):
+            raise Fail(f"the forward value of {where} is wrong")
+        if not all(_close(a, b) for a, b in zip(mine_g, grads)):
+            if label == "random":
+                raise Fail(f"the gradients of {where} differ from PyTorch's: gradients from every path must be "
+                           "summed (`+=` in each closure), and backward() must call each node's `_backward` once, "
+                           "in reverse topological order, after every node that uses it")
+            raise Fail(f"the gradient of {where} is wrong")
+
+
+def verdict_single_ops(data: dict, ctx: Context) -> None:
+    _compare(data, ctx, {"op"})
+
+
+def verdict_worked(data: dict, ctx: Context) -> None:
+    _compare(data, ctx, {"worked"})
+
+
+def verdict_random(data: dict, ctx: Context) -> None:
+    _compare(data, ctx, {"random"})
+
+
+# -- static check: no autodiff library ----------------------------------------------------------
+def _forbidden(source: str) -> str | None:
+    lines = [("" if line.lstrip().startswith(("%", "!")) else line) for line in source.splitlines()]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        hit = re.search(r"^\s*(?:import|from)\s+(" + "|".join(FORBIDDEN_MODULES) + r")\b", source, re.M)
+        return hit.group(1) if hit else None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            for name in names:
+                if name.split(".")[0] in FORBIDDEN_MODULES:
+                    return name.split(".")[0]
+        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+            return node.id
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if node.value.split(".")[0] in FORBIDDEN_NAMES and re.fullmatch(r"[A-Za-z_][\w.]*", node.value):
+                return node.value.split(".")[0]
+    return None
+
+
+def verdict_no_torch(data: dict, ctx: Context) -> None:
+    for source in ctx.cells:
+        bad = _forbidden(source)
+        if bad:
+            raise Fail(f"the notebook uses `{bad}`: this assignment builds automatic differentiation from "
+                       "scratch, so the engine must compute every value and gradient itself with plain Python "
+                       f"and `math` (the grader compares it with PyTorch). Remove `{bad}` from every cell")
+
+
+TRIVIAL_PROBE = "export(checked=True)"
+
+
+# -- q1: central differences --------------------------------------------------------------------
+def inputs_functions(ctx: Context) -> dict:
+    specs = []
+    for _ in range(6):
+        a, b, c = (float(np.round(v, 3)) for v in ctx.rng.uniform(-2, 2, size=3))
+        w = float(np.round(ctx.rng.uniform(0.5, 2.0), 3))
+        x0 = float(np.round(ctx.rng.uniform(-2, 2), 3))
+        specs.append([a, b, c, w, x0])
+    return {"specs": specs}
+
+
+def _spec_f(spec):
+    a, b, c, w, _ = spec
+    return lambda x: a * x ** 2 * math.sin(w * x) + b * x ** 3 + c * math.exp(0.3 * x)
+
+
+def _spec_df(spec):
+    a, b, c, w, x = spec
+    return a * (2 * x * math.sin(w * x) + w * x ** 2 * math.cos(w * x)) + 3 * b * x ** 2 + 0.3 * c * math.exp(0.3 * x)
+
+
+DIFF_PROBE = """
+import math
+import numpy as np
+central_diff = get("central_diff")
+default_h, coarse_h = [], []
+for a, b, c, w, x0 in inputs["specs"]:
+    f = lambda x, a=a, b=b, c=c, w=w: a * x ** 2 * math.sin(w * x) + b * x ** 3 + c * math.exp(0.3 * x)
+    default_h.append(float(central_diff(f, x0)))
+    coarse_h.append(float(central_diff(f, x0, h=1e-3)))
+sq = float(central_diff(lambda x: x ** 2 * math.sin(x), 2.0))
+export(default_h=default_h, coarse_h=coarse_h, sq=sq, best_h=float(get("best_h")),
+       errors=[float(e) for e in get("errors")], figure=figure_summary(get("fig")))
+"""
+
+
+def verdict_central(data: dict, ctx: Context) -> None:
+    specs = ctx.inputs["specs"]
+    default_h = numbers(data.get("default_h"), "central_diff results", min_len=len(specs))
+    coarse_h = numbers(data.get("coarse_h"), "central_diff results", min_len=len(specs))
+    for spec, mine in zip(specs, coarse_h):
+        f, x, h = _spec_f(spec), spec[4], 1e-3
+        expect(_close(mine, (f(x + h) - f(x - h)) / (2 * h), 1e-8),
+               "with h=1e-3, `central_diff` does not return (f(x + h) - f(x - h)) / (2h): is it a one-sided "
+               "difference, or is the step ignored?")
+    for spec, mine in zip(specs, default_h):
+        expect(_close(mine, _spec_df(spec), 1e-6), "with its default step, `central_diff` is not within 1e-6 of the "
+                                                   "exact derivative on the grader's functions")
+    sq = number(data.get("sq"), "central_diff(x**2 sin x, 2)")
+    expect(_close(sq, 4 * math.sin(2) + 4 * math.cos(2), 1e-6), "`central_diff` on x² sin x at x = 2 is not within "
+                                                                "1e-6 of the symbolic derivative")
+
+
+def verdict_best_h(data: dict, ctx: Context) -> None:
+    errors = numbers(data.get("errors"), "errors", min_len=100)
+    h_values = np.logspace(-15, 0, 100)
+    expect(len(errors) == 100, "compute one error per step in `h_values` (100 of them)")
+    best = number(data.get("best_h"), "best_h")
+    expect(abs(best - h_values[int(np.argmin(errors))]) <= 1e-9 * best,
+           "`best_h` should be the step in `h_values` with the smallest error")
+    expect(H_WINDOW[0] <= best <= H_WINDOW[1],
+           "`best_h` is not where a central difference's error is smallest: compute the errors with "
+           "`central_diff` (a central difference balances roundoff ~eps/h against truncation ~h²)")
+    expect(errors[0] > 1e3 * errors.min() and errors[-1] > 1e3 * errors.min(),
+           "the errors should be large at both ends of `h_values` (roundoff at tiny h, truncation at large h)")
+    fig = data.get("figure")
+    expect(isinstance(fig, dict) and fig.get("axes"), "plot the errors against h in `fig`")
+    ax = fig["axes"][0]
+    expect(ax.get("xscale") == "log" and ax.get("yscale") == "log", "use log scales on both axes (ax.loglog)")
+    expect(any(line.get("n") == 100 for line in ax.get("lines", [])), "plot the 100 errors against `h_values`")
+
+
+# -- q4: Neuron, Layer, MLP ---------------------------------------------------------------------
+ARCHS = [(2, [4, 1], 17), (2, [8, 1], 33), (3, [5, 4, 2], None)]
+
+
+def inputs_mlp(ctx: Context) -> dict:
+    return {"archs": [{"n_in": n_in, "n_outs": outs, "seed": int(ctx.rng.integers(1000)),
+                       "x": [float(v) for v in np.round(ctx.rng.uniform(-1.5, 1.5, size=n_in), 4)]}
+                      for n_in, outs, _ in ARCHS]}
+
+
+MLP_PROBE = """
+import random
+MLP = get("MLP")
+get("Neuron"); get("Layer")
+results = []
+for spec in inputs["archs"]:
+    random.seed(spec["seed"])
+    model = MLP(spec["n_in"], spec["n_outs"])
+    params = model.parameters()
+    init = [float(p.data) for p in params]
+    y = model(spec["x"])
+    ys = y if isinstance(y, list) else [y]
+    total = ys[0]
+    for v in ys[1:]:
+        total = total + v
+    for p in params:
+        p.grad = 0.0
+    total.backward()
+    results.append({"n_params": len(params), "params": init, "out": [float(v.data) for v in ys],
+                    "single": not isinstance(y, list), "grads": [float(p.grad) for p in params]})
+export(results=results)
+"""
+
+
+def _unpack(params, n_in: int, n_outs: list[int]):
+    """Per layer (W (n_out, n_in), b (n_out,)) from parameters() order: neuron by neuron, weights then bias."""
+    layers, k, sizes = [], 0, [n_in] + list(n_outs)
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        block = np.asarray(params[k:k + fan_out * (fan_in + 1)], dtype=np.float64).reshape(fan_out, fan_in + 1)
+        layers.append((block[:, :fan_in], block[:, fan_in]))
+        k += fan_out * (fan_in + 1)
+    return layers
+
+
+def mlp_forward(layers, x):
+    """Reference MLP in torch float64: tanh on hidden layers, linear output. Returns (outputs, params)."""
+    params, h = [], torch.as_tensor(np.asarray(x, dtype=np.float64))
+    for i, (W, b) in enumerate(layers):
+        Wt = torch.tensor(W, dtype=torch.float64, requires_grad=True)
+        bt = torch.tensor(b, dtype=torch.float64, requires_grad=True)
+        params += [Wt, bt]
+        h = Wt @ h + bt
+        if i < len(layers) - 1:
+            h = torch.tanh(h)
+    return h, params
+
+
+def _flat_grads(params) -> np.ndarray:
+    out = []
+    for Wt, bt in zip(params[::2], params[1::2]):
+        out.append(np.concatenate([Wt.grad.numpy(), bt.grad.numpy()[:, None]], axis=1).ravel())
+    return np.concatenate(out)
+
+
+def verdict_mlp(data: dict, ctx: Context) -> None:
+    results = data.get("results")
+    expect(isinstance(results, list) and len(results) == len(ARCHS), "the probe could not build your MLP")
+    for (n_in, outs, count), spec, res in zip(ARCHS, ctx.inputs["archs"], results):
+        expect(isinstance(res, dict), "the probe could not build your MLP")
+        n = integer(res.get("n_params"), "len(model.parameters())")
+        expected_n = sum((a + 1) * b for a, b in zip([n_in] + outs[:-1], outs))
+        expect(n == expected_n, f"MLP({n_in}, {outs}).parameters() has the wrong length: each neuron has one "
+                                "weight per input and one bias")
+        if count is not None:
+            expect(n == count, "wrong parameter count")
+        params = numbers(res.get("params"), "parameters", min_len=n)
+        layers = _unpack(params, n_in, outs)
+        expect(all(np.all(np.abs(W) <= 1) and np.all(b == 0) for W, b in layers),
+               "weights should start uniform in [-1, 1] and biases at 0, listed neuron by neuron "
+               "(weights, then bias) and layer by layer in parameters()")
+        expect((res.get("single") is True) == (outs[-1] == 1),
+               "a layer with one neuron should return that Value itself, a wider layer a list of Values")
+        y, tparams = mlp_forward(layers, spec["x"])
+        mine = numbers(res.get("out"), "outputs", min_len=outs[-1])
+        expect(len(mine) == outs[-1] and all(_close(a, b) for a, b in zip(mine, y.tolist())),
+               f"MLP({n_in}, {outs}) computes the wrong output: tanh on every hidden layer, and no "
+               "nonlinearity on the last layer")
+        y.sum().backward()
+        grads = numbers(res.get("grads"), "gradients", min_len=n)
+        expect(all(_close(a, b) for a, b in zip(grads, _flat_grads(tparams))),
+               "the gradients of the MLP's output with respect to its parameters are wrong: build the "
+               "neuron from Value operations so that backward() reaches every weight")
+
+
+# -- q5: XOR ---------------------------------------------------------------------------------------
+XOR_X = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
+XOR_Y = [-1.0, 1.0, 1.0, -1.0]
+
+XOR_PROBE = """
+model = get("model")
+export(params=[float(p.data) for p in model.parameters()],
+       loss_history=[float(v) for v in get("loss_history")])
+"""
+
+
+def xor_loss_from(params) -> tuple[float, np.ndarray]:
+    layers = _unpack(params, 2, [8, 1])
+    preds = np.array([mlp_forward(layers, x)[0].item() for x in XOR_X])
+    return float(np.mean((preds - np.array(XOR_Y)) ** 2)), preds
+
+
+def verdict_xor(data: dict, ctx: Context) -> None:
+    params = numbers(data.get("params"), "model.parameters()", min_len=33)
+    expect(len(params) == 33, "`model` should be MLP(2, [8, 1]) (33 parameters)")
+    loss, preds = xor_loss_from(params)
+    expect(bool(np.all(np.sign(preds) == np.sign(XOR_Y))),
+           "the grader ran your trained model on the four XOR inputs: not every prediction has the target's sign")
+    limit = ctx.thresholds["max_xor_loss"]
+    expect(loss <= limit, f"the grader measured an MSE of {loss:.4f} with your trained weights; at most {limit} "
+                          "is required")
+
+
+def verdict_history(data: dict, ctx: Context) -> None:
+    history = numbers(data.get("loss_history"), "loss_history")
+    epochs = int(ctx.budget["xor_epochs"])
+    expect(len(history) == epochs, f"record one loss per epoch, for XOR_EPOCHS = {epochs} epochs")
+    expect(history[-1] < 0.5 * history[0], "the recorded loss should go down during training")
+
+
+# -- q6: gradient check ----------------------------------------------------------------------------
+def inputs_gradcheck(ctx: Context) -> dict:
+    pairs = []
+    for n in (3, 5, 8):
+        a = ctx.rng.normal(size=n) * 10.0 ** ctx.rng.integers(-3, 2)
+        b = a + ctx.rng.normal(size=n) * 1e-5
+        b[0] = -a[0] if n == 5 else b[0]
+        pairs.append([[float(v) for v in a], [float(v) for v in b]])
+    pairs.append([[0.0, 1e-12, 2.0], [0.0, -1e-12, 2.0 + 1e-9]])
+    return {"pairs": pairs}
+
+
+def rel_error(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+
+
+GRADCHECK_PROBE = """
+rel = get("rel_error")
+model = get("model_check")
+export(rel=[float(rel(a, b)) for a, b in inputs["pairs"]],
+       params=[float(p.data) for p in model.parameters()], x=[float(v) for v in get("x_check")],
+       target=float(get("y_target")), h=float(get("h")),
+       autograd=[float(g) for g in get("autograd_grads")], numerical=[float(g) for g in get("numerical_grads")],
+       max_rel_error=float(get("max_rel_error")))
+"""
+
+
+def seeded_init(seed: int, n_in: int, n_outs: list[int]) -> list[float]:
+    """The chapter's initialisation, replayed: weights random.uniform(-1, 1) neuron by neuron, bias 0."""
+    rnd = random.Random(seed)
+    params = []
+    for fan_in, fan_out in zip([n_in] + n_outs[:-1], n_outs):
+        for _ in range(fan_out):
+            params += [rnd.uniform(-1, 1) for _ in range(fan_in)] + [0.0]
+    return params
+
+
+def verdict_rel_error(data: dict, ctx: Context) -> None:
+    mine = numbers(data.get("rel"), "rel_error results", min_len=len(ctx.inputs["pairs"]))
+    for (a, b), value in zip(ctx.inputs["pairs"], mine):
+        expect(_close(value, rel_error(a, b), 1e-9) or abs(value - rel_error(a, b)) < 1e-15,
+               "`rel_error` does not compute max|a - b| / max(1e-8, |a| + |b|) elementwise")
+
+
+def _true_grads(params, x, target) -> np.ndarray:
+    y, tparams = mlp_forward(_unpack(params, 2, [4, 1]), x)
+    ((y[0] - target) ** 2).backward()
+    return _flat_grads(tparams)
+
+
+def verdict_gradcheck(data: dict, ctx: Context) -> None:
+    init = seeded_init(123, 2, [4, 1])
+    params = numbers(data.get("params"), "model_check.parameters()", min_len=17)
+    expect(len(params) == 17, "`model_check` should be MLP(2, [4, 1])")
+    expect(np.allclose(params, init, rtol=0, atol=1e-12),
+           "after the check, model_check's parameters are not the ones it started with: restore each p.data")
+    x = numbers(data.get("x"), "x_check")
+    target = number(data.get("target"), "y_target")
+    truth = _true_grads(init, x, target)
+    auto = numbers(data.get("autograd"), "autograd_grads", min_len=17)
+    num = numbers(data.get("numerical"), "numerical_grads", min_len=17)
+    expect(len(auto) == 17 and len(num) == 17, "list one gradient per parameter, in parameters() order")
+    expect(all(_close(a, b) for a, b in zip(auto, truth)), "`autograd_grads` are not the engine's gradients of "
+                                                            "the loss (did you zero the grads and call backward()?)")
+    h = number(data.get("h"), "h")
+    expect(1e-8 <= h <= 1e-4, "use a step h between 1e-8 and 1e-4")
+    central = []
+    for k in range(17):
+        plus, minus = list(init), list(init)
+        plus[k] += h
+        minus[k] -= h
+        lp = (mlp_forward(_unpack(plus, 2, [4, 1]), x)[0][0].item() - target) ** 2
+        lm = (mlp_forward(_unpack(minus, 2, [4, 1]), x)[0][0].item() - target) ** 2
+        central.append((lp - lm) / (2 * h))
+    expect(all(abs(a - b) <= 1e-6 + 1e-5 * abs(b) for a, b in zip(num, central)),
+           "`numerical_grads` are not central differences (L(p + h) - L(p - h)) / 2h, one parameter at a time")
+    reported = number(data.get("max_rel_error"), "max_rel_error")
+    recomputed = rel_error(auto, num)
+    expect(abs(reported - recomputed) <= 1e-9 * max(1e-12, recomputed) + 1e-15,
+           "`max_rel_error` should be rel_error(autograd_grads, numerical_grads)")
+    expect(recomputed < ctx.thresholds["max_grad_rel_error"], "the relative error is not below the threshold")
+
+
+# -- q7: sigmoid --------------------------------------------------------------------------------
+def inputs_sigmoid(ctx: Context) -> dict:
+    programs, labels = [], []
+    for _ in range(3):
+        x = float(np.round(ctx.rng.uniform(-4, 4), 4))
+        programs.append([["input", x], ["sigmoid", 0]])
+        labels.append("sigmoid")
+    for _ in range(6):
+        programs.append(random_program(ctx.rng, ["sigmoid", "add", "mul", "mulc", "tanh"], 2,
+                                       int(ctx.rng.integers(5, 10)), must=["sigmoid", "sigmoid"]))
+        labels.append("random")
+    return {"programs": programs, "labels": labels}
+
+
+SIGMOID_PROBE = PROGRAM_PROBE + """
+export(points=[float(v) for v in get("sig_points")], autograd=[float(v) for v in get("sig_autograd")],
+       numerical=[float(v) for v in get("sig_numerical")], rel=float(get("sigmoid_rel_error")))
+"""
+
+
+def verdict_sigmoid_op(data: dict, ctx: Context) -> None:
+    _compare(data, ctx, {"sigmoid", "random"})
+
+
+def verdict_sigmoid_check(data: dict, ctx: Context) -> None:
+    points = numbers(data.get("points"), "sig_points", min_len=3)
+    auto = numbers(data.get("autograd"), "sig_autograd", min_len=len(points))
+    num = numbers(data.get("numerical"), "sig_numerical", min_len=len(points))
+    expect(len(auto) == len(points) == len(num), "one autograd and one numerical derivative per point")
+    sig = 1 / (1 + np.exp(-points))
+    expect(np.allclose(auto, sig * (1 - sig), rtol=1e-9, atol=1e-12),
+           "`sig_autograd` are not the gradients your sigmoid op's backward() gives")
+    expect(np.allclose(num, sig * (1 - sig), rtol=1e-6, atol=1e-9),
+           "`sig_numerical` are not central differences of the sigmoid's forward value")
+    rel = number(data.get("rel"), "sigmoid_rel_error")
+    expect(abs(rel - rel_error(auto, num)) <= 1e-9 * rel_error(auto, num) + 1e-15,
+           "`sigmoid_rel_error` should be rel_error(sig_autograd, sig_numerical)")
+    expect(rel < ctx.thresholds["max_grad_rel_error"], "the gradient check did not pass")
+
+
+# -- q8: dual numbers -----------------------------------------------------------------------------
+DUAL_OPS = ["add", "mul", "addc", "mulc", "radd", "rmul", "sin"]
+
+
+def inputs_dual(ctx: Context) -> dict:
+    programs = [random_program(ctx.rng, DUAL_OPS, int(ctx.rng.integers(2, 4)), int(ctx.rng.integers(6, 12)),
+                               must=["sin", "mul", "radd", "rmul"]) for _ in range(5)]
+    points = [[float(v) for v in np.round(ctx.rng.uniform(-2, 2, size=2), 4)] for _ in range(4)]
+    return {"programs": programs, "points": points}
+
+
+DUAL_PROBE = """
+Dual = get("Dual")
+dual_sin = get("dual_sin")
+partials = get("forward_partials")
+
+def run(prog, seed):
+    nodes = []
+    for k, ins in enumerate(prog):
+        op = ins[0]
+        if op == "input":
+            nodes.append(Dual(ins[1], 1.0 if k == seed else 0.0))
+        elif op in ("add", "mul"):
+            a, b = nodes[ins[1]], nodes[ins[2]]
+            nodes.append(a + b if op == "add" else a * b)
+        elif op in ("addc", "mulc"):
+            a, c = nodes[ins[1]], ins[2]
+            nodes.append(a + c if op == "addc" else a * c)
+        elif op in ("radd", "rmul"):
+            c, a = ins[1], nodes[ins[2]]
+            nodes.append(c + a if op == "radd" else c * a)
+        else:
+            nodes.append(dual_sin(nodes[ins[1]]))
+    return float(nodes[-1].val), float(nodes[-1].dot)
+
+results = []
+for prog in inputs["programs"]:
+    n_inputs = sum(1 for ins in prog if ins[0] == "input")
+    runs = [run(prog, seed) for seed in range(n_inputs)]
+    results.append({"val": runs[0][0], "dots": [r[1] for r in runs]})
+export(results=results, partials=[[float(v) for v in partials(x, y)] for x, y in inputs["points"]],
+       passes=[get("forward_mode_passes"), get("reverse_mode_passes")])
+"""
+
+
+def verdict_dual_ops(data: dict, ctx: Context) -> None:
+    results = data.get("results")
+    expect(isinstance(results, list) and len(results) == len(ctx.inputs["programs"]), "could not run your Dual")
+    for prog, res in zip(ctx.inputs["programs"], results):
+        expect(isinstance(res, dict), "could not run your Dual")
+        vals, grads = torch_program(prog)
+        n_inputs = sum(1 for ins in prog if ins[0] == "input")
+        expect(_close(number(res.get("val"), "val"), vals[-1]), "the `val` of a Dual expression is wrong")
+        dots = numbers(res.get("dots"), "dot", min_len=n_inputs)
+        expect(all(_close(a, b) for a, b in zip(dots, grads[:n_inputs])),
+               "the `dot` of a Dual expression is not its derivative: check the product rule and dual_sin")
+
+
+def verdict_partials(data: dict, ctx: Context) -> None:
+    got = data.get("partials")
+    expect(isinstance(got, list) and len(got) == len(ctx.inputs["points"]), "forward_partials should return two numbers")
+    for (x, y), pair in zip(ctx.inputs["points"], got):
+        d = numbers(pair, "forward_partials(x, y)", min_len=2)
+        expect(len(d) == 2, "forward_partials should return (df/dx, df/dy)")
+        expect(_close(d[0], 2 * x * y + y * math.cos(x * y)) and _close(d[1], x * x + x * math.cos(x * y)),
+               "forward_partials does not give the partial derivatives of x²y + sin(xy)")
+    passes = data.get("passes")
+    expect(isinstance(passes, list) and len(passes) == 2, "set forward_mode_passes and reverse_mode_passes")
+    expect(integer(passes[0], "forward_mode_passes") == 2 and integer(passes[1], "reverse_mode_passes") == 1,
+           "how many passes does each mode need for the full gradient of f: R² → R?")
+
+
+# -- q12: operation counts ----------------------------------------------------------------------
+def inputs_counts(ctx: Context) -> dict:
+    return {"programs": [random_program(ctx.rng, CORE_OPS, int(ctx.rng.integers(2, 4)), int(ctx.rng.integers(5, 14)))
+                         for _ in range(5)]}
+
+
+COUNT_PROBE = """
+Value = get("Value")
+count_ops = get("count_ops")
+
+def builder(prog):
+    def build():
+        nodes = []
+        for ins in prog:
+            op = ins[0]
+            if op == "input":
+                nodes.append(Value(ins[1]))
+            elif op in ("add", "mul"):
+                a, b = nodes[ins[1]], nodes[ins[2]]
+                nodes.append(a + b if op == "add" else a * b)
+            elif op in ("addc", "mulc", "pow"):
+                a, c = nodes[ins[1]], ins[2]
+                nodes.append(a + c if op == "addc" else (a * c if op == "mulc" else a ** c))
+            else:
+                nodes.append(getattr(nodes[ins[1]], op)())
+        return nodes[-1]
+    return build
+
+export(counts=[[int(v) for v in count_ops(builder(prog))] for prog in inputs["programs"]])
+"""
+
+
+def verdict_counts(data: dict, ctx: Context) -> None:
+    counts = data.get("counts")
+    expect(isinstance(counts, list) and len(counts) == len(ctx.inputs["programs"]), "count_ops should return two counts")
+    for prog, pair in zip(ctx.inputs["programs"], counts):
+        expect(isinstance(pair, list) and len(pair) == 2, "count_ops should return (forward, backward)")
+        ops = [ins[0] for ins in prog if ins[0] != "input"]
+        n_fwd, n_bwd = integer(pair[0], "forward count"), integer(pair[1], "backward count")
+        expect(n_fwd == len(ops), "the forward count should be one per operation the expression performs")
+        expect(n_bwd == sum(N_UPDATES[op] for op in ops),
+               "the backward count should be the number of gradient updates (`grad +=`) backward() performs")
+        expect(n_bwd <= 2 * n_fwd, "the backward count should stay within a small constant factor of the forward one")
+
+
+CHECKS = [
+    Check("q1", "central_diff matches central differences and exact derivatives of the grader's functions",
+          DIFF_PROBE, verdict_central, inputs=inputs_functions),
+    Check("q1", "best_h from the error curve, plotted on log-log axes", DIFF_PROBE, verdict_best_h,
+          inputs=inputs_functions),
+    Check("q2", "each operation's value and local gradient, against PyTorch", PROGRAM_PROBE, verdict_single_ops,
+          inputs=inputs_core),
+    Check("q2", "the chapter's worked examples", PROGRAM_PROBE, verdict_worked, inputs=inputs_core),
+    Check("q2", "random expression graphs with reused nodes, against PyTorch (float64, 1e-6)", PROGRAM_PROBE,
+          verdict_random, inputs=inputs_core, hint="x + x and x * x must give a gradient of 2 and 2x"),
+    Check("q2", "the engine does not use torch", TRIVIAL_PROBE, verdict_no_torch),
+    Check("q3", "neg, sub, truediv and the reflected operations, with Values and numbers", PROGRAM_PROBE,
+          verdict_single_ops, inputs=inputs_derived),
+    Check("q3", "random expressions mixing derived operations and numbers, against PyTorch", PROGRAM_PROBE,
+          verdict_random, inputs=inputs_derived),
+    Check("q4", "MLP parameters, outputs and gradients for several architectures", MLP_PROBE, verdict_mlp,
+          inputs=inputs_mlp),
+    Check("q5", "the trained XOR model, measured by the grader", XOR_PROBE, verdict_xor),
+    Check("q5", "the loss history", XOR_PROBE, verdict_history),
+    Check("q6", "rel_error on the grader's arrays", GRADCHECK_PROBE, verdict_rel_error, inputs=inputs_gradcheck),
+    Check("q6", "autograd and numerical gradients of model_check", GRADCHECK_PROBE, verdict_gradcheck,
+          inputs=inputs_gradcheck),
+    Check("q7", "the sigmoid op inside random expressions, against PyTorch", SIGMOID_PROBE, verdict_sigmoid_op,
+          inputs=inputs_sigmoid),
+    Check("q7", "the sigmoid gradient check", SIGMOID_PROBE, verdict_sigmoid_check, inputs=inputs_sigmoid),
+    Check("q8", "Dual arithmetic on random expressions", DUAL_PROBE, verdict_dual_ops, inputs=inputs_dual),
+    Check("q8", "forward_partials of x²y + sin(xy) at the grader's points", DUAL_PROBE, verdict_partials,
+          inputs=inputs_dual),
+    Check("q12", "forward and backward operation counts", COUNT_PROBE, verdict_counts, inputs=inputs_counts),
+]
+
+
+# Hand-offs: once a question is graded, what its prompt fully specifies replaces the student's
+# answer, so one mistake costs only its own question's points.
+CENTRAL_DIFF_SOURCE = """
+def central_diff(f, x, h=1e-6):
+    return (f(x + h) - f(x - h)) / (2 * h)
+"""
+VALUE_SOURCE = """
+import math
+
+
+class Value:
+    def __init__(self, data, _children=(), _op=''):
+        self.data = data
+        self.grad = 0.0
+        self._backward = lambda: None
+        self._prev = set(_children)
+        self._op = _op
+
+    def __add__(self, other):
+        other = other if isinstance(other, Value) else Value(other)
+        out = Value(self.data + other.data, (self, other), '+')
+        def _backward():
+            self.grad += out.grad
+            other.grad += out.grad
+        out._backward = _backward
+        return out
+
+    def __mul__(self, other):
+        other = other if isinstance(other, Value) else Value(other)
+        out = Value(self.data * other.data, (self, other), '*')
+        def _backward():
+            self.grad += other.data * out.grad
+            other.grad += self.data * out.grad
+        out._backward = _backward
+        return out
+
+    def __pow__(self, other):
+        assert isinstance(other, (int, float)), "only int/float powers supported"
+        out = Value(self.data ** other, (self,), f'**{other}')
+        def _backward():
+            self.grad += other * (self.data ** (other - 1)) * out.grad
+        out._backward = _backward
+        return out
+
+    def relu(self):
+        out = Value(max(0, self.data), (self,), 'ReLU')
+        def _backward():
+            self.grad += (self.data > 0) * out.grad
+        out._backward = _backward
+        return out
+
+    def exp(self):
+        out = Value(math.exp(self.data), (self,), 'exp')
+        def _backward():
+            self.grad += out.data * out.grad
+        out._backward = _backward
+        return out
+
+    def log(self):
+        out = Value(math.log(self.data), (self,), 'log')
+        def _backward():
+            self.grad += (1.0 / self.data) * out.grad
+        out._backward = _backward
+        return out
+
+    def tanh(self):
+        t = math.tanh(self.data)
+        out = Value(t, (self,), 'tanh')
+        def _backward():
+            self.grad += (1 - t ** 2) * out.grad
+        out._backward = _backward
+        return out
+
+    def backward(self):
+        topo, visited = [], set()
+        def build_topo(v):
+            if v not in visited:
+                visited.add(v)
+                for child in v._prev:
+                    build_topo(child)
+                topo.append(v)
+        build_topo(self)
+        self.grad = 1.0
+        for v in reversed(topo):
+            v._backward()
+
+    def __repr__(self):
+        return f"Value(data={self.data:.4f}, grad={self.grad:.4f})"
+"""
+DERIVED_SOURCE = """
+Value.__neg__ = lambda self: self * -1
+Value.__sub__ = lambda self, other: self + (-other)
+Value.__truediv__ = lambda self, other: self * (other ** -1) if isinstance(other, Value) else self * (1.0 / other)
+Value.__radd__ = lambda self, other: self + other
+Value.__rmul__ = lambda self, other: self * other
+Value.__rsub__ = lambda self, other: (-self) + other
+Value.__rtruediv__ = lambda self, other: Value(other) * (self ** -1)
+"""
+MLP_SOURCE = """
+import random
+
+
+class Neuron:
+    def __init__(self, n_in, nonlin=True):
+        self.w = [Value(random.uniform(-1, 1)) for _ in range(n_in)]
+        self.b = Value(0.0)
+        self.nonlin = nonlin
+
+    def __call__(self, x):
+        act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+        return act.tanh() if self.nonlin else act
+
+    def parameters(self):
+        return self.w + [self.b]
+
+
+class Layer:
+    def __init__(self, n_in, n_out, **kwargs):
+        self.neurons = [Neuron(n_in, **kwargs) for _ in range(n_out)]
+
+    def __call__(self, x):
+        out = [n(x) for n in self.neurons]
+        return out[0] if len(out) == 1 else out
+
+    def parameters(self):
+        return [p for n in self.neurons for p in n.parameters()]
+
+
+class MLP:
+    def __init__(self, n_in, n_outs):
+        sz = [n_in] + n_outs
+        self.layers = [Layer(sz[i], sz[i + 1], nonlin=i < len(n_outs) - 1) for i in range(len(n_outs))]
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def parameters(self):
+        return [p for layer in self.layers for p in layer.parameters()]
+"""
+REL_ERROR_SOURCE = """
+import numpy as np
+
+
+def rel_error(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+"""
+HANDOFFS = {
+    "q1": Handoff(source=CENTRAL_DIFF_SOURCE),
+    "q2": Handoff(source=VALUE_SOURCE),
+    "q3": Handoff(source=DERIVED_SOURCE),
+    "q4": Handoff(source=MLP_SOURCE),
+    "q6": Handoff(source=REL_ERROR_SOURCE),
+}
