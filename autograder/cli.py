@@ -1,4 +1,4 @@
-"""`python -m autograder <verb>`: build, grade, release, validate, prepare-data."""
+"""`python -m autograder <verb>`: build, grade, report, release, validate, prepare-data."""
 from __future__ import annotations
 
 import argparse
@@ -85,10 +85,25 @@ def cmd_grade(args) -> int:
     from .grade import grade_batch, make_job
     from .submissions import discover
 
+    from .lms import identify, is_bulk_zip, unpack_bulk_zip
+
     config = _config(args)
     config.assignment(args.id)
     prepare()
-    submissions = discover([Path(p) for p in args.submissions])
+    roots = []
+    for given in map(Path, args.submissions):
+        # A Canvas or Gradescope bulk zip is unpacked next to the results, then read as a folder.
+        roots.append(unpack_bulk_zip(given, Path(args.out) / "unpacked") if given.suffix == ".zip"
+                     and given.is_file() and is_bulk_zip(given) else given)
+    submissions, choices = identify(discover(roots), roots)
+    for choice in choices:
+        print(f"{choice.student}: graded the latest, {choice.kept}; not graded: {', '.join(choice.superseded)}",
+              file=sys.stderr)
+    if choices:
+        from .results import atomic_write
+
+        lines = ["student,graded,not_graded"] + [f'"{c.student}","{c.kept}","{" ".join(c.superseded)}"' for c in choices]
+        atomic_write(Path(args.out) / "resubmissions.csv", "\n".join(lines) + "\n")
     if not submissions:
         print("error: no submissions found in " + ", ".join(args.submissions), file=sys.stderr)
         return 2
@@ -105,6 +120,14 @@ def cmd_grade(args) -> int:
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"wrote {out / 'grades.csv'} and {len(results)} result file(s) in {out / 'results'} ({summary})")
     return 0 if len(results) == len(submissions) else 1
+
+
+def cmd_report(args) -> int:
+    from .report import build_report, load_results
+
+    path = build_report(_config(args), load_results([Path(d) for d in args.results]), Path(args.out))
+    print(f"wrote {path} and gradebook.csv, canvas_gradebook.csv, item_analysis.csv in {path.parent}")
+    return 0
 
 
 def cmd_release(args) -> int:
@@ -138,6 +161,11 @@ def parser() -> argparse.ArgumentParser:
 
     validate = verbs.add_parser("validate", help="check grading.yml")
     validate.set_defaults(func=cmd_validate)
+
+    rep = verbs.add_parser("report", help="HTML report with plots, and gradebook/Canvas/item-analysis CSVs")
+    rep.add_argument("results", nargs="+", help="folders written by `grade --out`")
+    rep.add_argument("--out", default="report", help="output folder (default: %(default)s)")
+    rep.set_defaults(func=cmd_report)
 
     rel = verbs.add_parser("release", help="write the folder and zip to hand to students")
     rel.add_argument("ids", nargs="*", help="assignment ids (default: all in grading.yml)")

@@ -83,6 +83,8 @@ def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> dict:
         "notes": [],
         "cell_errors": [],
     }
+    if submission.student:
+        result["student"] = submission.student
     questions = list(assignment.questions)
     try:
         notebook, sha = read_notebook(submission.path, int(limits.max_notebook_mb * 2**20))

@@ -88,12 +88,14 @@ class ResultStore:
         qids = list(self.assignment.questions)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["submission", *qids, "total", "max_total", "status", "message"])
+        writer.writerow(["submission", *qids, "total", "max_total", "status", "message", "student", "student_id"])
         for result in sorted(results, key=lambda r: r["submission"]):
             rows = result.get("questions", {})
             points = [_fmt(rows.get(q, {}).get("points")) for q in qids]
+            student = result.get("student") or {}
             writer.writerow([result["submission"], *points, _fmt(result["total"]), _fmt(result["max_total"]),
-                             result["status"], result.get("message", "")])
+                             result["status"], result.get("message", ""), student.get("name", ""),
+                             student.get("canvas_id") or student.get("sis_id", "")])
         path = self.out / "grades.csv"
         atomic_write(path, buffer.getvalue())
         return path

@@ -21,10 +21,12 @@ class InvalidSubmission(Exception):
 
 @dataclass(frozen=True)
 class Submission:
-    """One file to grade. `name` is what the grades CSV shows."""
+    """One file to grade. `name` is what the grades CSV shows; `student` comes from LMS names."""
 
     path: Path
     name: str
+    student: dict | None = None
+    order: tuple = ()  # for "latest wins": larger is later
 
 
 def discover(paths: list[Path]) -> list[Submission]:

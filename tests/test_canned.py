@@ -63,7 +63,8 @@ def test_csv_and_result_files(graded, config, aid):
     with (out / "grades.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     questions = list(config.assignment(aid).questions)
-    assert list(rows[0]) == ["submission", *questions, "total", "max_total", "status", "message"]
+    assert list(rows[0]) == ["submission", *questions, "total", "max_total", "status", "message",
+                             "student", "student_id"]
     assert {row["submission"] for row in rows} == set(results)
     for row in rows:
         stored = json.loads((out / "results" / f"{row['submission']}.json").read_text())
