@@ -155,7 +155,8 @@ def numbers(value, name: str, *, min_len: int = 1) -> np.ndarray:
         values = np.asarray(value, dtype=np.float64)
     else:
         raise Fail(f"`{name}` should be a list of numbers")
-    expect(values.size >= min_len, f"`{name}` should have at least {min_len} entries")
+    expect(values.size >= min_len, f"`{name}` is empty" if min_len == 1 else
+           f"`{name}` should have at least {min_len} entries")
     expect(bool(np.all(np.isfinite(values))), f"`{name}` contains NaN or infinity")
     return values
 

@@ -113,7 +113,7 @@ def cmd_grade(args) -> int:
           f"sandbox layers: {', '.join(job.layers.names)}"
           + (f" (not active: {', '.join(missing)})" if missing else ""), file=sys.stderr)
     out = Path(args.out)
-    results = grade_batch(job, submissions, out, force=args.force)
+    results = grade_batch(job, submissions, out, force=args.force, reuse=args.reuse)
     counts = {}
     for result in results:
         counts[result["status"]] = counts.get(result["status"], 0) + 1
@@ -156,6 +156,9 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--out", default="results", help="output folder (default: %(default)s)")
     grade.add_argument("--jobs", type=int, default=None, help="submissions graded in parallel (default: cores)")
     grade.add_argument("--force", action="store_true", help="regrade even unchanged, already graded submissions")
+    grade.add_argument("--reuse", action="store_true",
+                       help="recompute verdicts from stored probe data (after a threshold or points change) "
+                            "without executing notebooks; submissions that need new data are executed")
     grade.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even if installed")
     grade.set_defaults(func=cmd_grade)
 

@@ -61,9 +61,31 @@ class ResultStore:
     def path_for(self, submission: Submission) -> Path:
         return self.out / "results" / f"{safe_name(submission.name)}.json"
 
+    def probes_path_for(self, submission: Submission) -> Path:
+        return self.out / "probes" / f"{safe_name(submission.name)}.json"
+
     def write(self, submission: Submission, result: dict) -> None:
+        """Write the result (and its probe data, if any) atomically; `_probes` goes to its own file."""
+        probes = result.pop("_probes", None)
+        if probes is not None:
+            atomic_write(self.probes_path_for(submission), json.dumps(probes, separators=(",", ":")))
         atomic_write(self.path_for(submission), json.dumps(result, indent=1, sort_keys=True) + "\n")
         atomic_write(self.out / "feedback" / f"{safe_name(submission.name)}.md", feedback_markdown(result))
+
+    def stored(self, submission: Submission) -> tuple[dict, dict] | None:
+        """The previous result and probe data of these exact bytes, or None."""
+        try:
+            previous = json.loads(self.path_for(submission).read_text(encoding="utf-8"))
+            probes = json.loads(self.probes_path_for(submission).read_text(encoding="utf-8"))
+            from .submissions import read_notebook
+
+            notebook, sha = read_notebook(submission.path, 2**31)
+        except Exception:  # noqa: BLE001 - anything missing or unreadable means: execute again
+            return None
+        if previous.get("sha256") != sha or previous.get("status") == Status.INVALID:
+            return None
+        previous["_cells"] = [c["source"] for c in notebook["cells"] if c["cell_type"] == "code"]
+        return previous, probes
 
     def reusable(self, submission: Submission, fingerprint: str) -> dict | None:
         """The stored result, if the same bytes were graded by the same grader and config."""

@@ -36,7 +36,7 @@ class Array:
 
 def _npy_b64(array: np.ndarray) -> str:
     buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    np.save(buffer, np.asarray(array, order="C"), allow_pickle=False)  # keeps 0-d arrays 0-d
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

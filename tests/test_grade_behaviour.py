@@ -102,3 +102,46 @@ def test_rerun_resumes_and_force_regrades(tmp_path, config, monkeypatch):
     assert forced[0]["status"] == "error" and "re-executed" in forced[0]["message"]
     stored = json.loads((tmp_path / "results" / "blank.ipynb.json").read_text())
     assert stored["sha256"] and stored["fingerprint"] == job.fingerprint()
+
+
+def test_reuse_matches_a_full_regrade_after_a_config_change(tmp_path, raw_config, monkeypatch):
+    """Check that --reuse after a threshold and points change equals a full regrade, without executing"""
+    names = ["solution.ipynb", "hardcoded_accuracy.ipynb", "softmax_at_end.ipynb", "blank.ipynb"]
+    submissions = discover([SUBMISSIONS / "spiral" / n for n in names])
+    config = config_with(raw_config)
+    grade_batch(make_job("spiral", config, jobs=2), submissions, tmp_path / "out", progress=False)
+
+    changed = config_with(raw_config, **{"assignments.spiral.thresholds": {"min_test_accuracy": 0.97,
+                                                                           "max_best_val_loss": 0.45},
+                                         "assignments.spiral.questions.q2": {"points": 5}})
+    full = grade_batch(make_job("spiral", changed, jobs=2), submissions, tmp_path / "full", progress=False)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("executed a notebook during --reuse")
+
+    monkeypatch.setattr(grade_module, "grade_one", must_not_run)
+    reused = grade_batch(make_job("spiral", changed, jobs=2), submissions, tmp_path / "out", progress=False,
+                         reuse=True)
+    as_points = lambda rs: {r["submission"]: {q: row["points"] for q, row in r["questions"].items()} for r in rs}  # noqa: E731
+    assert as_points(reused) == as_points(full)
+    assert {r["submission"]: r["total"] for r in reused}["solution.ipynb"] == 14 - 2  # q4 now fails at 97%
+
+
+def test_reuse_reexecutes_only_submissions_missing_probe_data(tmp_path, config, monkeypatch):
+    """Check that a check with no stored data forces re-execution of just the affected submissions"""
+    submissions = discover([SUBMISSIONS / "spiral" / n for n in ("solution.ipynb", "blank.ipynb")])
+    job = make_job("spiral", config, jobs=2)
+    grade_batch(job, submissions, tmp_path, progress=False)
+    stored = tmp_path / "results" / "blank.ipynb.json"
+    data = json.loads(stored.read_text())
+    data["probe_signatures"]["q4.0"] = "a check that did not exist"
+    data["fingerprint"] = "older grader"
+    stored.write_text(json.dumps(data))
+    solution = json.loads((tmp_path / "results" / "solution.ipynb.json").read_text())
+    solution["fingerprint"] = "older grader"
+    (tmp_path / "results" / "solution.ipynb.json").write_text(json.dumps(solution))
+    executed = []
+    real = grade_module.grade_one
+    monkeypatch.setattr(grade_module, "grade_one", lambda job, sub, slot=0: executed.append(sub.name) or real(job, sub, slot))
+    grade_batch(job, submissions, tmp_path, progress=False, reuse=True)
+    assert executed == ["blank.ipynb"]

@@ -22,6 +22,12 @@ def test_round_trip_of_tensors_arrays_and_containers():
     assert decoded["xs"][:2] == [1, 2.5] and np.isnan(decoded["xs"][2]) and decoded["xs"][3:] == [None, "s", True]
 
 
+def test_scalars_keep_their_shape():
+    """Check that 0-d tensors and arrays stay 0-d"""
+    assert wire.decode(wire.encode(torch.tensor(2.5))).shape == ()
+    assert wire.decode(wire.encode(np.float32(1.0) * np.ones(()))).shape == ()
+
+
 def test_meta_tensors_keep_shape_and_device():
     """Check that a meta tensor exports its device and shape without values"""
     decoded = wire.decode(wire.encode(torch.empty(3, 4, device="meta")))
