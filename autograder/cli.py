@@ -69,6 +69,10 @@ def cmd_build(args) -> int:
     for aid in ids:
         try:
             paths = build_assignment(aid, config)
+            from .gradescope import build_gradescope_zip
+
+            gradescope = build_gradescope_zip(aid, config, Path(DEFAULT_CONFIG).parent / "build" / "gradescope")
+            print(f"{aid}: wrote {gradescope.relative_to(Path(DEFAULT_CONFIG).parent)} (upload it to Gradescope)")
             if not args.no_verify:
                 _self_check(aid, config, paths["solution"])
         except BuildError as exc:
@@ -130,6 +134,14 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_gradescope_run(args) -> int:
+    from .gradescope import run
+
+    payload = run(args.id, _config(args), Path(args.submission), Path(args.results))
+    print(f"score {payload['score']:g}; wrote {args.results}")
+    return 0
+
+
 def cmd_release(args) -> int:
     from .release import release
 
@@ -169,6 +181,12 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("results", nargs="+", help="folders written by `grade --out`")
     rep.add_argument("--out", default="report", help="output folder (default: %(default)s)")
     rep.set_defaults(func=cmd_report)
+
+    gs = verbs.add_parser("gradescope-run", help="inside Gradescope: grade one submission into results.json")
+    gs.add_argument("id")
+    gs.add_argument("--submission", default="/autograder/submission")
+    gs.add_argument("--results", default="/autograder/results/results.json")
+    gs.set_defaults(func=cmd_gradescope_run)
 
     rel = verbs.add_parser("release", help="write the folder and zip to hand to students")
     rel.add_argument("ids", nargs="*", help="assignment ids (default: all in grading.yml)")
