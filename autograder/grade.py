@@ -115,7 +115,9 @@ def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> dict:
                  device=job.config.defaults.device) as box:
         current = "start-up"
         try:
-            box.request({"op": "init", "seed": job.config.defaults.seed, "threads": threads},
+            # Pre-import torch (and seed it) only for notebooks that use it: it costs about 3 s.
+            uses_torch = any("torch" in source for source in code_cells)
+            box.request({"op": "init", "seed": job.config.defaults.seed, "threads": threads, "torch": uses_torch},
                         min(INIT_TIMEOUT_S, limits.notebook_timeout_s))
             for step in plan.steps:
                 current = step.label

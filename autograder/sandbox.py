@@ -322,7 +322,11 @@ class Sandbox:
         if getattr(self, "_uid_lock", None) is not None:
             os.close(self._uid_lock)  # releases the flock
             self._uid_lock = None
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        for _ in range(3):  # a dying process may still be writing; try again briefly
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            if not self.tmp.exists():
+                break
+            time.sleep(0.2)
 
     def __enter__(self) -> "Sandbox":
         self.start()
@@ -346,19 +350,21 @@ def _claim_uid(first: int) -> tuple[int, int]:
     raise RuntimeError("no free sandbox uid: too many sandboxes are running")
 
 
-def _kill_uid(uid: int) -> None:
-    """Kill every process still owned by a slot's uid: daemons that left the process group."""
-    for _ in range(3):
+def _kill_uid(uid: int, patience_s: float = 10.0) -> None:
+    """Kill every process still owned by a sandbox uid (daemons that left the process group),
+    and wait until none is left, so the sandbox folder can be removed and the uid reused."""
+    deadline = time.monotonic() + patience_s
+    while True:
         found = False
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
                 if entry.stat().st_uid == uid:
-                    os.kill(int(entry.name), signal.SIGKILL)
                     found = True
+                    os.kill(int(entry.name), signal.SIGKILL)
             except (OSError, ProcessLookupError):
                 continue
-        if not found:
+        if not found or time.monotonic() > deadline:
             return
         time.sleep(0.05)
