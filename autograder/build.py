@@ -8,6 +8,7 @@ fixed timestamps and no timestamp in their names.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -128,9 +129,12 @@ def reproducible_zip(source: Path, target: Path) -> None:
     tmp.replace(target)
 
 
-def run_otter_assign(master_path: Path, dist: Path, aid: str) -> None:
+def run_otter_assign(master_path: Path, dist: Path, aid: str, tmp: Path) -> None:
     command = [sys.executable, "-m", "otter", "assign", str(master_path), str(dist)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=master_path.parent)
+    # otter runs the tests in a fresh temporary folder: keep it under `tmp`, next to the
+    # `datasets` link, so notebooks that read data find it there too.
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    done = subprocess.run(command, capture_output=True, text=True, cwd=master_path.parent, env=env)
     if done.returncode != 0:
         raise BuildError(f"{aid}: `otter assign` failed: the solution notebook does not pass its own tests "
                          f"or the master notebook is malformed.\n{_otter_summary(done.stdout + done.stderr)}")
@@ -164,7 +168,7 @@ def build_assignment(aid: str, config: GradingConfig, out_root: Path = REPO_ROOT
             (work / master_path.name).unlink()
         dist = Path(tmp) / "dist"
         log(f"{aid}: running otter assign (executes the solution and its tests)")
-        run_otter_assign(staged, dist, aid)
+        run_otter_assign(staged, dist, aid, Path(tmp))
         student = json.loads((dist / "student" / f"{aid}.ipynb").read_text(encoding="utf-8"))
         student = normalise_student_notebook(student, aid)
         student_path = out_root / "assignments" / aid / f"{aid}.ipynb"

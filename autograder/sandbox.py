@@ -34,7 +34,8 @@ SANDBOX_ROOT = Path("/sandbox")
 GRADER_DIR_INSIDE = Path("/opt/grader")
 BASE_UID = 61000  # one uid per running sandbox, so one fork storm cannot starve another submission
 UID_RANGE = 1000
-UID_LOCK_DIR = Path(tempfile.gettempdir()) / "nn4e-sandbox-uids"
+# Fixed, not under $TMPDIR: every grader process on the machine must see the same locks.
+UID_LOCK_DIR = Path("/tmp/nn4e-sandbox-uids")
 MAX_MESSAGE_BYTES = 64 * 2**20
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc")
 
@@ -206,7 +207,7 @@ class Sandbox:
     uid: int | None = field(init=False, default=None)
 
     def __post_init__(self):
-        self.tmp = Path(tempfile.mkdtemp(prefix="nn4e-sandbox-"))
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"nn4e-sandbox-{os.getpid()}-"))
         grader_dir = self.tmp / "grader"
         grader_dir.mkdir()
         for name in ("runner.py", "wire.py"):

@@ -92,6 +92,8 @@ def test_rerun_resumes_and_force_regrades(tmp_path, config, monkeypatch):
     submissions = discover([SUBMISSIONS / "spiral" / "blank.ipynb"])
     job = make_job("spiral", config, jobs=1)
     first = grade_batch(job, submissions, tmp_path, progress=False)
+    stored = json.loads((tmp_path / "results" / "blank.ipynb.json").read_text())
+    assert stored["sha256"] and stored["fingerprint"] == job.fingerprint()
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("re-executed an unchanged submission")
@@ -100,8 +102,6 @@ def test_rerun_resumes_and_force_regrades(tmp_path, config, monkeypatch):
     assert grade_batch(job, submissions, tmp_path, progress=False) == first
     forced = grade_batch(job, submissions, tmp_path, force=True, progress=False)
     assert forced[0]["status"] == "error" and "re-executed" in forced[0]["message"]
-    stored = json.loads((tmp_path / "results" / "blank.ipynb.json").read_text())
-    assert stored["sha256"] and stored["fingerprint"] == job.fingerprint()
 
 
 def test_reuse_matches_a_full_regrade_after_a_config_change(tmp_path, raw_config, monkeypatch):

@@ -1,0 +1,144 @@
+"""The adversarial corpus (tests/adversarial/cases.yml): every hostile submission earns exactly what
+its honest part earns, leaves nothing on the host and no process alive, and the clean solution in
+the same batch still gets full marks."""
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autograder.config import REPO_ROOT
+from autograder.data import verify
+from autograder.grade import grade_batch, make_job
+from autograder.sandbox import BASE_UID, UID_RANGE, detect_layers
+from autograder.submissions import discover
+from conftest import SUBMISSIONS, config_with, load_notebook, write_notebook
+
+pytestmark = pytest.mark.slow
+CASES = yaml.safe_load((REPO_ROOT / "tests" / "adversarial" / "cases.yml").read_text())
+LAYERS = detect_layers()
+TOKEN = f"nn4e-{os.getpid()}"
+
+
+def runnable_cases() -> dict:
+    return {name: case for name, case in CASES.items()
+            if case.get("needs") != "bubblewrap" or LAYERS.bubblewrap}
+
+
+def insert_cell(base: dict, code: str, before: str | None) -> dict:
+    notebook = copy.deepcopy(base)
+    cells = notebook["cells"]
+    text = lambda c: "".join(c["source"]) if isinstance(c["source"], list) else c["source"]  # noqa: E731
+    anchor = before.replace("\\n", "\n") if before else None
+    index = next(i for i, c in enumerate(cells) if c["cell_type"] == "code"
+                 and (anchor is None or anchor in text(c)) and "otter.Notebook(" not in text(c))
+    cells.insert(index, {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                         "source": code})
+    return notebook
+
+
+class LoopbackServer:
+    """Counts connections to a port on the host's loopback interface."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.5)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+                self.connections += 1
+                conn.close()
+            except OSError:
+                continue
+
+    def close(self):
+        self.running = False
+        self.thread.join()
+        self.sock.close()
+
+
+def sandbox_processes() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if BASE_UID <= entry.stat().st_uid < BASE_UID + UID_RANGE:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, raw_config):
+    folder = tmp_path_factory.mktemp("corpus")
+    out = tmp_path_factory.mktemp("corpus-results")
+    server = LoopbackServer()
+    bases = {"solution": load_notebook(SUBMISSIONS / "spiral" / "solution.ipynb"),
+             "blank": load_notebook(SUBMISSIONS / "spiral" / "blank.ipynb")}
+    for name, case in runnable_cases().items():
+        code = (case["code"].replace("{repo}", str(REPO_ROOT)).replace("{out}", str(out))
+                .replace("{port}", str(server.port)).replace("{token}", TOKEN))
+        write_notebook(insert_cell(bases[case["base"]], code, case.get("before")), folder / f"{name}.ipynb")
+    write_notebook(bases["solution"], folder / "clean_solution.ipynb")
+    config = config_with(raw_config, **{"assignments.spiral.limits": {"cell_timeout_s": 45, "notebook_timeout_s": 240}})
+    sandboxes_before = set(Path(tempfile.gettempdir()).glob(f"nn4e-sandbox-{os.getpid()}-*"))
+    try:
+        results = grade_batch(make_job("spiral", config, jobs=2), discover([folder]), out, progress=False)
+    finally:
+        server.close()
+    return {"results": {Path(r["submission"]).stem: r for r in results}, "out": out, "server": server,
+            "leftover_dirs": set(Path(tempfile.gettempdir()).glob(f"nn4e-sandbox-{os.getpid()}-*")) - sandboxes_before}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_case_earns_only_its_honest_points(corpus, name):
+    """Check a hostile submission's status and per-question points"""
+    case = CASES[name]
+    if name not in runnable_cases():
+        pytest.skip("the defence is bubblewrap, which is not installed")
+    result = corpus["results"][name]
+    assert result["status"] == case.get("status", "ok"), result["message"]
+    points = {q: row["points"] for q, row in result["questions"].items() if not row["manual"]}
+    assert points == case["points"], result["questions"]
+
+
+def test_clean_solution_in_the_same_batch_gets_full_marks(corpus):
+    """Check that hostile neighbours do not cost a correct submission anything"""
+    clean = corpus["results"]["clean_solution"]
+    assert clean["status"] == "ok" and clean["total"] == clean["max_total"]
+
+
+def test_nothing_left_on_the_host(corpus):
+    """Check that no planted file, deleted file, sandbox folder or process survives the batch"""
+    assert not (REPO_ROOT / "PLANTED.txt").exists()
+    assert not (corpus["out"] / "PLANTED.txt").exists()
+    assert not Path(f"/tmp/PLANTED-{TOKEN}.txt").exists() or not LAYERS.bubblewrap
+    assert (REPO_ROOT / "grading.yml").exists()
+    verify(names=["spiral.csv"])
+    assert corpus["leftover_dirs"] == set()
+    assert sandbox_processes() == []
+    grades = (corpus["out"] / "grades.csv").read_text()
+    assert "1000" not in grades
+
+
+def test_no_connection_reached_the_host(corpus):
+    """Check that the loopback server never saw a connection from a sandbox"""
+    if not LAYERS.bubblewrap:
+        pytest.skip("without bubblewrap the sandbox has the host's network")
+    assert corpus["server"].connections == 0
