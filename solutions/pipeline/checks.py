@@ -1,0 +1,761 @@
+"""Hidden checks for `pipeline`: probes export plain data, verdicts compare it with the grader's own
+reference (the spiral split from datasets/spiral.csv, the XOR table, and the reference functions below).
+
+Nothing a submission wrote is ever unpickled here: files the student saved are read back inside the
+student's process (with `weights_only=True`) and only their tensors cross over.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+
+from autograder.checks import Check, Context, Handoff, array, expect, figure, integer, number, numbers
+from autograder.checks import state_dict as as_state_dict
+from autograder.data import gate_arrays, load_spiral
+
+PATIENCE = 10
+SPLIT_SIZES = {"train": 316, "val": 67, "test": 67}
+# Tolerances; see tools/calibrate_pipeline.py and the calibration notes in grading.yml.
+PATH_ATOL = 1e-4        # Rosenbrock paths: student vs grader rerun (float32, 100 steps)
+FOCAL_RTOL = 1e-9       # focal loss in float64 against the grader's float64 reference
+FOCAL_RTOL_F32 = 1e-4   # focal loss in float32 with logits up to +-100
+RESUME_ATOL = 1e-6      # resumed vs uninterrupted training, same process
+RERUN_ATOL = 1e-5       # the student's process vs the grader's rerun
+OPTIMIZERS = [("sgd", optim.SGD, 1e-3, {}), ("momentum", optim.SGD, 1e-3, {"momentum": 0.9}),
+              ("adam", optim.Adam, 1e-2, {}), ("rmsprop", optim.RMSprop, 1e-2, {})]
+
+
+class Classifier(nn.Module):
+    """Reference architecture of Part 4: (N, 2) -> logits (N, 3)."""
+
+    def __init__(self, input_size=2, hidden_sizes=(64, 32), output_size=3):
+        super().__init__()
+        layers, prev = [], input_size
+        for size in hidden_sizes:
+            layers += [nn.Linear(prev, size), nn.ReLU(), nn.Dropout(0.2)]
+            prev = size
+        layers.append(nn.Linear(prev, output_size))
+        self.network = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.network(x)
+
+
+CLASSIFIER_SHAPES = {"network.0.weight": (64, 2), "network.0.bias": (64,), "network.3.weight": (32, 64),
+                     "network.3.bias": (32,), "network.6.weight": (3, 32), "network.6.bias": (3,)}
+
+
+def reference(assignment):
+    return {split: (torch.from_numpy(X), torch.from_numpy(y)) for split, (X, y) in load_spiral().items()}
+
+
+# -- reference implementations (also used by tools/calibrate_pipeline.py) ---------------------
+def rosenbrock(x, y):
+    return (1 - x) ** 2 + 100 * (y - x ** 2) ** 2
+
+
+def optimize_with(optimizer_class, lr, start=(-1.0, 1.0), n_steps=100, **kwargs):
+    x = torch.tensor(start, dtype=torch.float32, requires_grad=True)
+    optimizer = optimizer_class([x], lr=lr, **kwargs)
+    path, losses = [x.detach().clone().numpy()], []
+    for _ in range(n_steps):
+        optimizer.zero_grad()
+        loss = rosenbrock(x[0], x[1])
+        loss.backward()
+        optimizer.step()
+        path.append(x.detach().clone().numpy())
+        losses.append(loss.item())
+    return np.array(path), losses
+
+
+def focal_loss(logits, targets, gamma=2.0):
+    log_pt = F.log_softmax(logits, dim=1).gather(1, targets.unsqueeze(1)).squeeze(1)
+    return (-(1 - log_pt.exp()) ** gamma * log_pt).mean()
+
+
+def train_epoch(model, dataloader, criterion, optimizer, device):
+    model.train()
+    total = 0.0
+    for X_batch, y_batch in dataloader:
+        X_batch, y_batch = X_batch.to(device), y_batch.to(device)
+        loss = criterion(model(X_batch), y_batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+    return total / len(dataloader)
+
+
+def _batches(X, y, batch_size):
+    return [(X[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(X), batch_size)]
+
+
+def _load(model: nn.Module, state: dict) -> nn.Module:
+    model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+    return model
+
+
+def _tensor_state(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _random_state(model: nn.Module, rng: np.random.Generator, scale=0.5) -> dict:
+    return {k: torch.from_numpy(rng.normal(0, scale, size=tuple(v.shape)).astype(np.float32))
+            for k, v in model.state_dict().items()}
+
+
+def _shapes(model: nn.Module) -> dict:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+# -- q1: datasets and loaders -----------------------------------------------------------------
+DATASETS_PROBE = """
+import torch
+from torch.utils.data import DataLoader
+xor = get("XORDataset")()
+xor_items = [xor[i] for i in range(len(xor))]
+Spiral = get("SpiralDataset")
+splits = {}
+for split in ("train", "val", "test"):
+    ds = Spiral(split)
+    items = [ds[i] for i in range(len(ds))]
+    splits[split] = {"len": len(ds), "X": torch.stack([x for x, _ in items]), "y": torch.stack([y for _, y in items])}
+bs = int(inputs["batch_size"])
+loader = DataLoader(Spiral("train"), batch_size=bs, shuffle=False)
+batches = [(tuple(xb.shape), tuple(yb.shape)) for xb, yb in loader]
+export(xor_len=len(xor), xor_X=torch.stack([x for x, _ in xor_items]), xor_y=torch.stack([y for _, y in xor_items]),
+       splits=splits, len_loader=len(loader), n_iterated=len(batches), first_batch=[list(s) for s in batches[0]],
+       n_batches_xor=get("n_batches_xor"), n_batches_train=get("n_batches_train"))
+"""
+
+
+def inputs_batch_size(ctx: Context) -> dict:
+    return {"batch_size": int(ctx.rng.integers(5, 60))}
+
+
+def verdict_datasets(data: dict, ctx: Context) -> None:
+    X_xor, y_xor = gate_arrays("xor")
+    expect(integer(data.get("xor_len"), "len(XORDataset())") == 4, "len(XORDataset()) should be the number of points")
+    X = array(data.get("xor_X"), "XORDataset features", kind="tensor", dtype="torch.float32", shape=(4, 2))
+    y = array(data.get("xor_y"), "XORDataset targets", kind="tensor", dtype="torch.float32", shape=(4, 1))
+    expect(np.array_equal(X, X_xor) and np.array_equal(y, y_xor),
+           "XORDataset()[i] should be (x, y) for row i of xor.csv, in file order")
+    splits = data.get("splits")
+    expect(isinstance(splits, dict), "SpiralDataset could not be read")
+    for split, n in SPLIT_SIZES.items():
+        part = splits.get(split)
+        expect(isinstance(part, dict), f"SpiralDataset('{split}') could not be read")
+        expect(integer(part.get("len"), "len") == n, f"len(SpiralDataset('{split}')) is not the size of that split")
+        Xs = array(part.get("X"), f"SpiralDataset('{split}') features", kind="tensor", dtype="torch.float32",
+                   shape=(n, 2))
+        ys = array(part.get("y"), f"SpiralDataset('{split}') labels", kind="tensor", dtype="torch.int64", shape=(n,))
+        X_ref, y_ref = ctx.ref[split]
+        expect(np.allclose(Xs, X_ref.numpy(), atol=1e-6) and np.array_equal(ys, y_ref.numpy()),
+               f"SpiralDataset('{split}')[i] should be row i of the '{split}' rows of spiral.csv")
+
+
+def verdict_batches(data: dict, ctx: Context) -> None:
+    bs = ctx.inputs["batch_size"]
+    expected = math.ceil(SPLIT_SIZES["train"] / bs)
+    expect(integer(data.get("len_loader"), "len(loader)") == expected == integer(data.get("n_iterated"), "batches"),
+           "a DataLoader over SpiralDataset('train') gives the wrong number of batches: check __len__")
+    first = data.get("first_batch")
+    expect(first == [[bs, 2], [bs]], "a batch should be (X (B, 2), y (B,)): return one point and its label per item")
+    expect(integer(data.get("n_batches_xor"), "n_batches_xor") == 2, "`n_batches_xor` should be len(xor_loader)")
+    expect(integer(data.get("n_batches_train"), "n_batches_train") == math.ceil(SPLIT_SIZES["train"] / 32),
+           "`n_batches_train` should be len(train_loader)")
+
+
+# -- q2: optimizers on the Rosenbrock function ------------------------------------------------
+OPTIMIZERS_PROBE = """
+import numpy as np
+import torch
+import torch.optim as optim
+run = get("optimize_with")
+start = (float(inputs["start"][0]), float(inputs["start"][1]))
+configs = [("sgd", optim.SGD, 1e-3, {}), ("momentum", optim.SGD, 1e-3, {"momentum": 0.9}),
+           ("adam", optim.Adam, 1e-2, {}), ("rmsprop", optim.RMSprop, 1e-2, {})]
+runs = {}
+for name, cls, lr, kwargs in configs:
+    path, losses = run(cls, lr, start=start, **kwargs)
+    runs[name] = {"path": np.asarray(path, dtype=np.float64), "losses": [float(v) for v in losses]}
+path, losses = run(optim.Adam, 1e-2)
+pts = torch.from_numpy(inputs["points"])
+export(runs=runs, default_path=np.asarray(path, dtype=np.float64), default_n=len(losses),
+       rosen=get("rosenbrock")(pts[:, 0], pts[:, 1]), figure=figure_summary(get("fig_opt")))
+"""
+
+
+def inputs_start(ctx: Context) -> dict:
+    return {"start": ctx.rng.uniform([-1.4, 0.0], [-0.6, 1.4]),
+            "points": ctx.rng.uniform(-2, 2, size=(20, 2))}
+
+
+def verdict_rosenbrock(data: dict, ctx: Context) -> None:
+    pts = ctx.inputs["points"]
+    values = array(data.get("rosen"), "rosenbrock(x, y)", shape=(20,))
+    expect(np.allclose(values, rosenbrock(pts[:, 0], pts[:, 1]), rtol=1e-7),
+           "rosenbrock(x, y) should be (1 - x)**2 + 100 * (y - x**2)**2")
+    expect(array(data.get("default_path"), "path").shape == (101, 2)
+           and integer(data.get("default_n"), "len(losses)") == 100,
+           "optimize_with should return a (101, 2) path and 100 losses by default")
+    runs = data.get("runs")
+    expect(isinstance(runs, dict), "optimize_with did not return (path, losses)")
+    start = tuple(float(v) for v in ctx.inputs["start"])
+    for name, cls, lr, kwargs in OPTIMIZERS:
+        run = runs.get(name)
+        expect(isinstance(run, dict), f"no run for {name}")
+        path = array(run.get("path"), f"{name} path", shape=(101, 2))
+        losses = numbers(run.get("losses"), f"{name} losses", min_len=100)
+        expect(len(losses) == 100, f"{name}: return one loss per step (100)")
+        expect(np.allclose(path[0], start, atol=1e-6), "the path should start with the starting point")
+        expect(np.allclose(losses, rosenbrock(path[:-1, 0], path[:-1, 1]), rtol=1e-3, atol=1e-4),
+               "losses[i] should be the loss at path[i], the point before step i")
+        expect(losses[-1] < losses[0], f"{name}: the loss should go down")
+        ref_path, _ = optimize_with(cls, lr, start=start, **kwargs)
+        expect(bool(np.all(np.isfinite(path))) and np.max(np.abs(path - ref_path)) < PATH_ATOL,
+               f"the {name} path does not follow zero_grad -> loss -> backward -> step from the given start "
+               "(did you append a copy of x after each step?)")
+
+
+def verdict_opt_figure(data: dict, ctx: Context) -> None:
+    fig = figure(data.get("figure"), "fig_opt")
+    expect(len(fig["axes"]) >= 2, "make fig_opt with two panels: plt.subplots(1, 2)")
+    left, right = fig["axes"][0], fig["axes"][1]
+    expect(len([ln for ln in left["lines"] if ln["n"] == 100]) >= 4, "plot the 4 loss curves on the left panel")
+    expect(left["yscale"] == "log", "use a log scale for the losses (ax.set_yscale('log'))")
+    expect(bool(left["legend"]) and len(left["legend"]) >= 4, "add a legend naming the optimizers on the left")
+    expect(len([ln for ln in right["lines"] if ln["n"] == 101]) >= 4, "plot the 4 paths (101 points) on the right")
+    expect(any("Contour" in kind for kind in right["collections"]), "draw the Rosenbrock contours on the right")
+
+
+# -- q4: state_dict round trip and the whole-model failure -----------------------------------
+ROUNDTRIP_PROBE = """
+import torch
+model, new_model = get("model"), get("new_model")
+x = inputs["x"]
+model.eval(); new_model.eval()
+with torch.no_grad():
+    out_model, out_new = model(x), new_model(x)
+saved = torch.load("model_state.pth", weights_only=True)
+export(out_model=out_model, out_new=out_new, state=model.state_dict(), new_state=new_model.state_dict(),
+       saved=dict(saved), distinct=new_model is not model and all(
+           p.data_ptr() != q.data_ptr() for p, q in zip(model.parameters(), new_model.parameters())),
+       full_load_error=get("full_load_error"))
+"""
+SMALL_SHAPES = {"0.weight": (20, 10), "0.bias": (20,), "2.weight": (1, 20), "2.bias": (1,)}
+
+
+def inputs_x10(ctx: Context) -> dict:
+    return {"x": torch.from_numpy(ctx.rng.normal(size=(16, 10)).astype(np.float32))}
+
+
+def _small_model(state) -> nn.Module:
+    return _load(nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 1)), state).eval()
+
+
+def verdict_roundtrip(data: dict, ctx: Context) -> None:
+    state = as_state_dict(data.get("state"), "model.state_dict()", SMALL_SHAPES)
+    new_state = as_state_dict(data.get("new_state"), "new_model.state_dict()", SMALL_SHAPES)
+    saved = as_state_dict(data.get("saved"), "the contents of model_state.pth", SMALL_SHAPES)
+    expect(data.get("distinct") is True, "`new_model` should be a new nn.Sequential, not `model` itself")
+    expect(all(torch.equal(state[k], saved[k]) for k in state),
+           "model_state.pth should hold model.state_dict() (torch.save(model.state_dict(), ...))")
+    expect(all(torch.equal(state[k], new_state[k]) for k in state),
+           "new_model's weights differ from model's: load the saved state_dict into new_model")
+    out = array(data.get("out_new"), "new_model(x)", kind="tensor", shape=(16, 1))
+    out_model = array(data.get("out_model"), "model(x)", kind="tensor", shape=(16, 1))
+    with torch.no_grad():
+        truth = _small_model(saved)(ctx.inputs["x"]).numpy()
+    expect(np.array_equal(out, out_model) and np.allclose(out, truth, rtol=1e-5, atol=1e-6),
+           "new_model does not give the same outputs as model")
+
+
+def verdict_full_model(data: dict, ctx: Context) -> None:
+    expect(data.get("full_load_error") == "UnpicklingError",
+           "`full_load_error` should be the name of the exception plain torch.load raises on the whole-model "
+           "file (do not pass weights_only=False)")
+
+
+# -- q6: checkpoints ------------------------------------------------------------------------------
+CHECKPOINT_PROBE = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+save, load = get("save_checkpoint"), get("load_checkpoint")
+X, y, k = inputs["X"], inputs["y"], int(inputs["k"])
+def make(init):
+    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    net.load_state_dict(init)
+    return net, torch.optim.Adam(net.parameters(), lr=float(inputs["lr"]))
+def steps(net, opt, n):
+    for _ in range(n):
+        opt.zero_grad()
+        F.mse_loss(net(X), y).backward()
+        opt.step()
+a, opt_a = make(inputs["init_a"])
+steps(a, opt_a, k)
+save("probe_checkpoint.pth", a, opt_a, k)
+steps(a, opt_a, k)
+b, opt_b = make(inputs["init_b"])
+epoch = load("probe_checkpoint.pth", b, opt_b)
+steps(b, opt_b, k)
+export(uninterrupted=[p.detach().clone() for p in a.parameters()],
+       resumed=[p.detach().clone() for p in b.parameters()], epoch=epoch)
+"""
+CK_SHAPES = [(8, 4), (8,), (1, 8), (1,)]
+
+
+def _ck_net():
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+
+
+def inputs_checkpoint(ctx: Context) -> dict:
+    net = _ck_net()
+    return {"X": torch.from_numpy(ctx.rng.normal(size=(32, 4)).astype(np.float32)),
+            "y": torch.from_numpy(ctx.rng.normal(size=(32, 1)).astype(np.float32)),
+            "k": int(ctx.rng.integers(5, 15)), "lr": float(ctx.rng.uniform(0.02, 0.08)),
+            "init_a": _random_state(net, ctx.rng), "init_b": _random_state(net, ctx.rng)}
+
+
+def uninterrupted_run(inp: dict) -> list[np.ndarray]:
+    net = _load(_ck_net(), inp["init_a"])
+    opt = torch.optim.Adam(net.parameters(), lr=inp["lr"])
+    for _ in range(2 * inp["k"]):
+        opt.zero_grad()
+        F.mse_loss(net(inp["X"]), inp["y"]).backward()
+        opt.step()
+    return [p.detach().numpy().copy() for p in net.parameters()]
+
+
+def verdict_checkpoint(data: dict, ctx: Context) -> None:
+    expect(integer(data.get("epoch"), "the epoch load_checkpoint returns") == ctx.inputs["k"],
+           "load_checkpoint should return the epoch stored in the checkpoint")
+    a, b = data.get("uninterrupted"), data.get("resumed")
+    expect(isinstance(a, list) and isinstance(b, list) and len(a) == len(b) == 4, "the probe's training did not run")
+    a = [array(v, "parameter", shape=s) for v, s in zip(a, CK_SHAPES)]
+    b = [array(v, "parameter", shape=s) for v, s in zip(b, CK_SHAPES)]
+    gap = max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
+    expect(gap <= RESUME_ATOL, "training resumed from your checkpoint does not continue exactly where it stopped: "
+                               "save and restore the model *and* the optimizer state (Adam keeps moment estimates)")
+    rerun = uninterrupted_run(ctx.inputs)
+    expect(max(float(np.max(np.abs(x - y))) for x, y in zip(a, rerun)) <= RERUN_ATOL,
+           "saving a checkpoint changed the training run: save_checkpoint should not modify the model or optimizer")
+
+
+# -- q7: train_epoch and validate --------------------------------------------------------------
+TRAIN_EPOCH_PROBE = """
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 3))
+net.load_state_dict(inputs["init"])
+net.eval()
+loader = DataLoader(TensorDataset(inputs["X"], inputs["y"]), batch_size=16, shuffle=False)
+opt = torch.optim.SGD(net.parameters(), lr=float(inputs["lr"]))
+loss = get("train_epoch")(net, loader, nn.CrossEntropyLoss(), opt, torch.device("cpu"))
+export(loss=loss, state=net.state_dict(), training=net.training)
+"""
+VALIDATE_PROBE = """
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+net.load_state_dict(inputs["init"])
+net.train()
+loader = DataLoader(TensorDataset(inputs["X"], inputs["y"]), batch_size=16, shuffle=False)
+result = get("validate")(net, loader, nn.CrossEntropyLoss(), torch.device("cpu"))
+export(result=list(result), state=net.state_dict())
+"""
+
+
+def _te_net():
+    return nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def _val_net():
+    return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+
+
+def _points(ctx: Context, n=64) -> dict:
+    return {"X": torch.from_numpy(ctx.rng.normal(size=(n, 2)).astype(np.float32)),
+            "y": torch.from_numpy(ctx.rng.integers(0, 3, size=n).astype(np.int64))}
+
+
+def inputs_train_epoch(ctx: Context) -> dict:
+    return {**_points(ctx), "init": _random_state(_te_net(), ctx.rng), "lr": float(ctx.rng.uniform(0.05, 0.3))}
+
+
+def inputs_validate(ctx: Context) -> dict:
+    return {**_points(ctx), "init": _random_state(_val_net(), ctx.rng, scale=1.0)}
+
+
+def verdict_train_epoch(data: dict, ctx: Context) -> None:
+    inp = ctx.inputs
+    net = _load(_te_net(), inp["init"])
+    opt = torch.optim.SGD(net.parameters(), lr=inp["lr"])
+    loss = train_epoch(net, _batches(inp["X"], inp["y"], 16), nn.CrossEntropyLoss(), opt, torch.device("cpu"))
+    state = as_state_dict(data.get("state"), "the model's state after train_epoch", _shapes(net))
+    expect(data.get("training") is True, "train_epoch should put the model in training mode (model.train())")
+    expect(all(torch.allclose(state[k], v, atol=RERUN_ATOL) for k, v in net.state_dict().items()),
+           "after one epoch the weights differ from forward -> loss -> zero_grad -> backward -> step on each batch "
+           "(are the gradients zeroed before every backward?)")
+    expect(abs(number(data.get("loss"), "train_epoch's return value") - loss) <= 1e-5 * max(1.0, abs(loss)),
+           "train_epoch should return the mean of the batch losses")
+
+
+def verdict_validate(data: dict, ctx: Context) -> None:
+    inp = ctx.inputs
+    result = data.get("result")
+    expect(isinstance(result, list) and len(result) == 2, "validate should return (average loss, accuracy)")
+    loss, acc = number(result[0], "validate's loss"), number(result[1], "validate's accuracy")
+    state = as_state_dict(data.get("state"), "the model's state after validate", _shapes(_val_net()))
+    expect(all(torch.equal(state[k], inp["init"][k]) for k in state), "validate must not change the weights")
+    net = _load(_val_net(), inp["init"]).eval()
+    with torch.no_grad():
+        batches = _batches(inp["X"], inp["y"], 16)
+        ref_loss = float(np.mean([F.cross_entropy(net(xb), yb).item() for xb, yb in batches]))
+        ref_acc = (net(inp["X"]).argmax(dim=1) == inp["y"]).float().mean().item()
+    expect(abs(loss - ref_loss) <= 1e-5 * max(1.0, ref_loss),
+           "validate's loss is not the model's loss with dropout off: call model.eval() first")
+    expect(abs(acc - ref_acc) <= 1e-6, "validate's accuracy should be the fraction (0 to 1) of argmax predictions "
+                                       "equal to the labels, with dropout off")
+
+
+# -- q8: devices ---------------------------------------------------------------------------------
+DEVICE_PROBE_COMMON = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+meta = torch.device("meta")
+loader = DataLoader(TensorDataset(torch.randn(8, 2), torch.randint(0, 3, (8,))), batch_size=4)
+def watched():
+    seen = {"forward": [], "criterion": []}
+    net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 3)).to(meta)
+    net.register_forward_pre_hook(lambda module, args: seen["forward"].append(str(args[0].device)))
+    def criterion(out, target):
+        seen["criterion"].append([str(out.device), str(target.device)])
+        return F.cross_entropy(out, target)
+    return net, criterion, seen
+def attempt(call):
+    try:
+        call()
+        return ""
+    except Exception as exc:
+        return type(exc).__name__ + ": " + str(exc)[:200]
+"""
+DEVICE_PROBE = DEVICE_PROBE_COMMON + """
+meta_runs = {}
+net, crit, seen = watched()
+error = attempt(lambda: get("train_epoch")(net, loader, crit, torch.optim.SGD(net.parameters(), lr=0.1), meta))
+meta_runs["train_epoch"] = {**seen, "error": error}
+net, crit, seen = watched()
+error = attempt(lambda: get("validate")(net, loader, crit, meta))
+meta_runs["validate"] = {**seen, "error": error}
+cuda = torch.cuda.is_available()
+gpu = None
+if cuda:
+    gpu_device = torch.device("cuda")
+    gnet = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 3))
+    gnet.load_state_dict(inputs["init"])
+    gnet = gnet.to(gpu_device)
+    gloader = DataLoader(TensorDataset(inputs["X"], inputs["y"]), batch_size=16, shuffle=False)
+    gopt = torch.optim.SGD(gnet.parameters(), lr=float(inputs["lr"]))
+    gloss = get("train_epoch")(gnet, gloader, nn.CrossEntropyLoss(), gopt, gpu_device)
+    gval = get("validate")(gnet, gloader, nn.CrossEntropyLoss(), gpu_device)
+    gpu = {"loss": gloss, "state": {k: v.cpu() for k, v in gnet.state_dict().items()}, "val": list(gval)}
+device = get("device")
+export(meta=meta_runs, device=str(device), is_device=isinstance(device, torch.device), cuda=cuda, gpu=gpu)
+"""
+
+
+def _expect_meta(run, name: str) -> None:
+    expect(isinstance(run, dict), f"{name} could not be run")
+    forward, crit = run.get("forward"), run.get("criterion")
+    expect(isinstance(forward, list) and forward,
+           f"{name} never called the model (it stopped with: {str(run.get('error', ''))[:120]})")
+    expect(all(d == "meta" for d in forward),
+           f"{name}(..., device) fed the model a batch that is not on `device`: move each batch with .to(device)")
+    expect(isinstance(crit, list) and crit and all(pair == ["meta", "meta"] for pair in crit),
+           f"{name}(..., device) passed the criterion a prediction or target that is not on `device`")
+
+
+def verdict_device_meta(data: dict, ctx: Context) -> None:
+    runs = data.get("meta")
+    expect(isinstance(runs, dict), "the device test could not run")
+    _expect_meta(runs.get("train_epoch"), "train_epoch")
+    _expect_meta(runs.get("validate"), "validate")
+
+
+def verdict_device_choice(data: dict, ctx: Context) -> None:
+    expect(data.get("is_device") is True, "`device` should be a torch.device")
+    cuda = data.get("cuda") is True
+    expect(str(data.get("device")).startswith("cuda") if cuda else data.get("device") == "cpu",
+           "`device` should be cuda when a GPU is available and cpu otherwise")
+    gpu = data.get("gpu")
+    if not cuda:
+        return
+    expect(isinstance(gpu, dict), "train_epoch/validate did not run on the GPU")
+    inp = ctx.inputs
+    net = _load(_te_net(), inp["init"])
+    opt = torch.optim.SGD(net.parameters(), lr=inp["lr"])
+    loss = train_epoch(net, _batches(inp["X"], inp["y"], 16), nn.CrossEntropyLoss(), opt, torch.device("cpu"))
+    state = as_state_dict(gpu.get("state"), "the model's state after train_epoch on the GPU", _shapes(net))
+    expect(all(torch.allclose(state[k], v, atol=1e-4) for k, v in net.state_dict().items())
+           and abs(number(gpu.get("loss"), "loss") - loss) < 1e-4, "train_epoch on the GPU differs from the CPU run")
+
+
+# -- q9: the full pipeline on the spiral ----------------------------------------------------
+PIPELINE_PROBE = """
+import torch
+history = get("history")
+export(history={k: [float(v) for v in history[k]] for k in ("train_loss", "val_loss", "val_acc")},
+       state=get("model").state_dict(), saved=dict(torch.load("best_model.pth", weights_only=True)))
+"""
+TRAIN_MODEL_DEVICE_PROBE = DEVICE_PROBE_COMMON + """
+net, crit, seen = watched()
+error = attempt(lambda: get("train_model")(net, loader, loader, crit, torch.optim.SGD(net.parameters(), lr=0.1),
+                                           epochs=1, device=meta, patience=10, best_path="probe_best.pth"))
+export(meta={"train_model": {**seen, "error": error}})
+"""
+
+
+def _val_loss(state: dict, ctx: Context) -> float:
+    model = Classifier().eval()
+    model.load_state_dict(state)
+    X, y = ctx.ref["val"]
+    with torch.no_grad():
+        return F.cross_entropy(model(X), y).item()
+
+
+def _history(data: dict) -> dict:
+    history = data.get("history")
+    expect(isinstance(history, dict), "`history` should be a dict with train_loss, val_loss and val_acc lists")
+    return {k: numbers(history.get(k), f"history['{k}']") for k in ("train_loss", "val_loss", "val_acc")}
+
+
+def verdict_history(data: dict, ctx: Context) -> None:
+    h = _history(data)
+    n = len(h["val_loss"])
+    expect(len(h["train_loss"]) == n == len(h["val_acc"]), "record one value per epoch in each history list")
+    best = int(np.argmin(h["val_loss"]))
+    expect(n == min(ctx.budget["max_epochs"], best + PATIENCE + 1),
+           f"training should stop after {PATIENCE} epochs without a new lowest validation loss")
+    expect(bool(np.all((h["val_acc"] >= 0) & (h["val_acc"] <= 1))), "val_acc should be a fraction between 0 and 1")
+    expect(h["train_loss"][-3:].mean() < h["train_loss"][:3].mean(), "the training loss should go down")
+
+
+def verdict_best_saved(data: dict, ctx: Context) -> None:
+    best = float(_history(data)["val_loss"].min())
+    saved = as_state_dict(data.get("saved"), "the contents of best_model.pth", CLASSIFIER_SHAPES)
+    expect(abs(_val_loss(saved, ctx) - best) <= 1e-4 * max(1.0, best),
+           "best_model.pth does not hold the weights of the epoch with the lowest validation loss")
+
+
+def verdict_restored(data: dict, ctx: Context) -> None:
+    best = float(_history(data)["val_loss"].min())
+    state = as_state_dict(data.get("state"), "model.state_dict()", CLASSIFIER_SHAPES)
+    expect(abs(_val_loss(state, ctx) - best) <= 1e-4 * max(1.0, best),
+           "after train_model the model does not hold the best epoch's weights: snapshot them with "
+           "{k: v.detach().clone() ...} (state_dict().copy() is shallow) and load them at the end")
+
+
+def verdict_accuracy(data: dict, ctx: Context) -> None:
+    state = as_state_dict(data.get("state"), "model.state_dict()", CLASSIFIER_SHAPES)
+    model = Classifier().eval()
+    model.load_state_dict(state)
+    X, y = ctx.ref["test"]
+    with torch.no_grad():
+        accuracy = (model(X).argmax(dim=1) == y).float().mean().item()
+    minimum = ctx.thresholds["min_test_accuracy"]
+    expect(accuracy >= minimum, f"the grader measured {100 * accuracy:.1f}% test accuracy with your model's "
+                                f"weights; at least {100 * minimum:.0f}% is required")
+
+
+def verdict_train_model_device(data: dict, ctx: Context) -> None:
+    runs = data.get("meta")
+    expect(isinstance(runs, dict), "the device test could not run")
+    _expect_meta(runs.get("train_model"), "train_model")
+
+
+# -- q10: focal loss ------------------------------------------------------------------------------
+FOCAL_PROBE = """
+import torch
+fl = get("focal_loss")
+values, grads, dims = [], [], []
+for gamma in inputs["gammas"]:
+    z = inputs["logits"].clone().requires_grad_(True)
+    value = fl(z, inputs["targets"], gamma=float(gamma))
+    value.backward()
+    values.append(value.detach())
+    dims.append(value.dim())
+    grads.append(z.grad.detach().clone())
+z = inputs["big_logits"].clone().requires_grad_(True)
+big = fl(z, inputs["big_targets"], gamma=2.0)
+big.backward()
+small = inputs["small_logits"].clone().requires_grad_(True)
+try:
+    ok = bool(torch.autograd.gradcheck(lambda s: fl(s, inputs["small_targets"], gamma=1.5), (small,)))
+    gc_error = ""
+except Exception as exc:
+    ok, gc_error = False, type(exc).__name__ + ": " + str(exc)[:200]
+export(values=values, grads=grads, dims=dims, big_dim=big.dim(), big=big.detach(), big_grad=z.grad.detach().clone(), gradcheck=ok, gc_error=gc_error)
+"""
+
+
+def inputs_focal(ctx: Context) -> dict:
+    rng = ctx.rng
+    return {"gammas": [0.0, 0.5, 2.0, float(rng.uniform(1, 4))],
+            "logits": torch.from_numpy(rng.normal(0, 3, size=(64, 5))),
+            "targets": torch.from_numpy(rng.integers(0, 5, size=64).astype(np.int64)),
+            "big_logits": torch.from_numpy(rng.uniform(-100, 100, size=(32, 4)).astype(np.float32)),
+            "big_targets": torch.from_numpy(rng.integers(0, 4, size=32).astype(np.int64)),
+            "small_logits": torch.from_numpy(rng.normal(0, 2, size=(6, 3))),
+            "small_targets": torch.from_numpy(rng.integers(0, 3, size=6).astype(np.int64))}
+
+
+def _scalar(value, name: str, dtype: str) -> float:
+    # the wire format stores a 0-d tensor as shape (1,); the probe exports .dim() separately
+    values = array(value, name, kind="tensor", dtype=dtype)
+    expect(values.size == 1, f"`{name}` should be a single number")
+    return float(values.reshape(()))
+
+
+def _focal_truth(logits, targets, gamma):
+    z = logits.detach().double().clone().requires_grad_(True)
+    value = focal_loss(z, targets, gamma)
+    value.backward()
+    return value.item(), z.grad.numpy()
+
+
+def verdict_focal(data: dict, ctx: Context) -> None:
+    inp = ctx.inputs
+    values, grads = data.get("values"), data.get("grads")
+    expect(isinstance(values, list) and isinstance(grads, list) and len(values) == len(grads) == len(inp["gammas"]),
+           "focal_loss did not run")
+    expect(data.get("dims") == [0] * len(values), "focal_loss should return a 0-d tensor (the mean over the batch)")
+    for gamma, value, grad in zip(inp["gammas"], values, grads):
+        v = _scalar(value, "focal_loss(...)", "torch.float64")
+        g = array(grad, "the gradient", shape=(64, 5))
+        ref_v, ref_g = _focal_truth(inp["logits"], inp["targets"], gamma)
+        expect(abs(float(v) - ref_v) <= FOCAL_RTOL * abs(ref_v),
+               f"focal_loss with gamma={gamma:g} gives the wrong value: the mean over the batch of "
+               "-(1 - p_t)**gamma * log(p_t)")
+        expect(np.allclose(g, ref_g, rtol=FOCAL_RTOL, atol=1e-12), f"the gradient of focal_loss (gamma={gamma:g}) "
+                                                                    "is wrong")
+
+
+def verdict_focal_stable(data: dict, ctx: Context) -> None:
+    inp = ctx.inputs
+    expect(data.get("big_dim") == 0, "focal_loss should return a 0-d tensor (the mean over the batch)")
+    big = _scalar(data.get("big"), "focal_loss on large logits", "torch.float32")
+    grad = array(data.get("big_grad"), "its gradient", shape=(32, 4))
+    expect(bool(np.isfinite(big)) and bool(np.all(np.isfinite(grad))),
+           "focal_loss is inf or NaN for logits around +-100: use F.log_softmax, not log(softmax(...))")
+    ref_v, ref_g = _focal_truth(inp["big_logits"], inp["big_targets"], 2.0)
+    expect(abs(float(big) - ref_v) <= FOCAL_RTOL_F32 * abs(ref_v) + 1e-6
+           and np.allclose(grad, ref_g, rtol=FOCAL_RTOL_F32, atol=1e-5),
+           "focal_loss on large float32 logits is inaccurate")
+    expect(data.get("gradcheck") is True, "torch.autograd.gradcheck fails on focal_loss in float64 "
+                                          "(keep the input's dtype; no .float() inside)")
+
+
+CHECKS = [
+    Check("q1", "XORDataset and SpiralDataset items", DATASETS_PROBE, verdict_datasets, inputs=inputs_batch_size),
+    Check("q1", "number of batches a DataLoader gives", DATASETS_PROBE, verdict_batches, inputs=inputs_batch_size),
+    Check("q2", "rosenbrock and optimize_with on a fresh starting point", OPTIMIZERS_PROBE, verdict_rosenbrock,
+          inputs=inputs_start),
+    Check("q2", "the optimizer comparison figure", OPTIMIZERS_PROBE, verdict_opt_figure, inputs=inputs_start),
+    Check("q4", "a state_dict round trip gives the same model", ROUNDTRIP_PROBE, verdict_roundtrip,
+          inputs=inputs_x10),
+    Check("q4", "whole-model loading fails with weights_only=True", ROUNDTRIP_PROBE, verdict_full_model,
+          inputs=inputs_x10),
+    Check("q6", "resuming from a checkpoint continues training exactly", CHECKPOINT_PROBE, verdict_checkpoint,
+          inputs=inputs_checkpoint, hint="a checkpoint needs model.state_dict() and optimizer.state_dict()"),
+    Check("q7", "train_epoch on fresh data and weights", TRAIN_EPOCH_PROBE, verdict_train_epoch,
+          inputs=inputs_train_epoch),
+    Check("q7", "validate on fresh data and weights", VALIDATE_PROBE, verdict_validate, inputs=inputs_validate),
+    Check("q8", "train_epoch and validate honour their device argument", DEVICE_PROBE, verdict_device_meta,
+          inputs=inputs_train_epoch),
+    Check("q8", "the device choice (and a GPU run when a GPU is present)", DEVICE_PROBE, verdict_device_choice,
+          inputs=inputs_train_epoch),
+    Check("q9", "history and early stopping", PIPELINE_PROBE, verdict_history),
+    Check("q9", "the best weights are saved to best_model.pth", PIPELINE_PROBE, verdict_best_saved),
+    Check("q9", "the best weights are restored", PIPELINE_PROBE, verdict_restored),
+    Check("q9", "test accuracy measured by the grader from your weights", PIPELINE_PROBE, verdict_accuracy),
+    Check("q9", "train_model passes its device on", TRAIN_MODEL_DEVICE_PROBE, verdict_train_model_device),
+    Check("q10", "focal loss values and gradients in float64", FOCAL_PROBE, verdict_focal, inputs=inputs_focal),
+    Check("q10", "focal loss is stable for large logits and passes gradcheck", FOCAL_PROBE, verdict_focal_stable,
+          inputs=inputs_focal),
+]
+
+
+# Hand-offs: once a question is graded, what its prompt fully specifies replaces the student's
+# answer, so one mistake costs only that question's points.
+DATASETS_SOURCE = '''
+class XORDataset(Dataset):
+    def __init__(self, path=DATA_ROOT / "xor.csv"):
+        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float32)
+        self.X = torch.from_numpy(table[:, :2].copy())
+        self.y = torch.from_numpy(table[:, 2:3].copy())
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, idx):
+        return self.X[idx], self.y[idx]
+
+
+class SpiralDataset(Dataset):
+    def __init__(self, split, path=DATA_ROOT / "spiral.csv"):
+        table = np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
+        rows = table[table["split"] == split]
+        self.X = torch.tensor(np.stack([rows["x1"], rows["x2"]], axis=1), dtype=torch.float32)
+        self.y = torch.tensor(rows["label"].astype(np.int64))
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, idx):
+        return self.X[idx], self.y[idx]
+'''
+EPOCH_FUNCTIONS_SOURCE = '''
+def train_epoch(model, dataloader, criterion, optimizer, device):
+    model.train()
+    total_loss = 0.0
+    for X_batch, y_batch in dataloader:
+        X_batch, y_batch = X_batch.to(device), y_batch.to(device)
+        y_pred = model(X_batch)
+        loss = criterion(y_pred, y_batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item()
+    return total_loss / len(dataloader)
+
+
+def validate(model, dataloader, criterion, device):
+    model.eval()
+    total_loss, correct, total = 0.0, 0, 0
+    with torch.no_grad():
+        for X_batch, y_batch in dataloader:
+            X_batch, y_batch = X_batch.to(device), y_batch.to(device)
+            y_pred = model(X_batch)
+            total_loss += criterion(y_pred, y_batch).item()
+            correct += (y_pred.argmax(dim=1) == y_batch).sum().item()
+            total += y_batch.size(0)
+    return total_loss / len(dataloader), correct / total
+
+
+device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+'''
+HANDOFFS = {
+    "q1": Handoff(source=DATASETS_SOURCE),
+    "q8": Handoff(source=EPOCH_FUNCTIONS_SOURCE),
+}
