@@ -189,3 +189,33 @@ def figure(value, name: str = "the figure") -> dict:
 
 def labelled(axis: dict) -> bool:
     return bool(str(axis.get("xlabel", "")).strip()) and bool(str(axis.get("ylabel", "")).strip())
+
+
+# -- shared checks ------------------------------------------------------------------------------
+TRAINING_SETUP_PROBE = """
+opt = get("optimizer")
+model = get("model")
+group = opt.param_groups[0]
+export(criterion=type(get("criterion")).__name__, optimizer=type(opt).__name__,
+       lr=float(group["lr"]), weight_decay=float(group.get("weight_decay", 0.0)),
+       same_params=[id(p) for p in group["params"]] == [id(p) for p in model.parameters()])
+"""
+
+
+def expect_training_setup(data: dict, *, criterion: str, optimizer: str, lr: float,
+                          weight_decay: float | None = None) -> None:
+    """Verdict for TRAINING_SETUP_PROBE: loss class, optimiser class and its settings on `model`."""
+    expect(data.get("criterion") == criterion, f"use nn.{criterion}() as the criterion")
+    expect(data.get("optimizer") == optimizer, f"use optim.{optimizer} as the optimizer")
+    expect(abs(number(data.get("lr"), "lr") - lr) < 1e-12, f"use lr={lr:g}")
+    if weight_decay is not None:
+        expect(abs(number(data.get("weight_decay"), "weight_decay") - weight_decay) < 1e-12,
+               f"use weight_decay={weight_decay:g}")
+    expect(data.get("same_params") is True, "the optimizer must update this `model`'s parameters")
+
+
+def expect_logits(out: np.ndarray, reference: np.ndarray, layers: str) -> None:
+    """The student's outputs equal the reference architecture's logits on the same inputs."""
+    expect(np.allclose(out, reference, rtol=1e-4, atol=1e-5),
+           f"the outputs are not the logits of {layers}: is there a softmax (or another layer) at the end? "
+           "CrossEntropyLoss applies softmax itself")

@@ -19,8 +19,10 @@ def source(cell) -> str:
 
 
 def solution_lines(aid: str) -> list[str]:
-    """Lines of solution code in the master notebook that appear nowhere outside a solution."""
+    """Lines of solution code in the master notebook that appear nowhere outside a solution
+    (not in the given code, and not in a prompt that states them on purpose)."""
     master = json.loads((REPO_ROOT / "solutions" / aid / f"{aid}.ipynb").read_text())
+    prose = "\n".join(source(c) for c in master["cells"] if c["cell_type"] == "markdown")
     lines, other, inside = [], set(), False
     for cell in master["cells"]:
         if cell["cell_type"] != "code":
@@ -38,7 +40,7 @@ def solution_lines(aid: str) -> list[str]:
                 lines.append(marked)
             else:
                 other.add(stripped)
-    return [line for line in lines if line not in other]
+    return [line for line in lines if line not in other and line not in prose]
 
 
 def test_every_configured_assignment_has_a_student_notebook(config):

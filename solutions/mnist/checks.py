@@ -10,7 +10,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from autograder.checks import Check, Context, Handoff, array, expect, figure, integer, labelled, number, numbers
+from autograder.checks import (TRAINING_SETUP_PROBE, Check, Context, Handoff, array, expect, expect_logits,
+                               expect_training_setup, figure, integer, labelled, number, numbers)
 from autograder.data import DATA_DIR, prepare
 
 SPLITS = {"train": ("X_train_mnist", "y_train_mnist", 5000),
@@ -168,28 +169,12 @@ def verdict_model(data: dict, ctx: Context) -> None:
     out = array(data.get("out"), "the model's output", kind="tensor", shape=(128, 10))
     with torch.no_grad():
         logits = model(ctx.inputs["x"]).numpy()
-    expect(np.allclose(out, logits, rtol=1e-4, atol=1e-5),
-           "the outputs are not the logits of Linear -> ReLU -> Dropout -> Linear -> ReLU -> Dropout -> Linear: "
-           "is there a softmax (or another layer) at the end? CrossEntropyLoss applies softmax itself")
+    expect_logits(out, logits, "Linear -> ReLU -> Dropout -> Linear -> ReLU -> Dropout -> Linear")
 
 
 # -- q3: training -------------------------------------------------------------------------------
-SETUP_PROBE = """
-opt = get("optimizer")
-model = get("model")
-group = opt.param_groups[0]
-export(criterion=type(get("criterion")).__name__, optimizer=type(opt).__name__,
-       lr=float(group["lr"]), weight_decay=float(group["weight_decay"]),
-       same_params=[id(p) for p in group["params"]] == [id(p) for p in model.parameters()])
-"""
-
-
 def verdict_setup(data: dict, ctx: Context) -> None:
-    expect(data.get("criterion") == "CrossEntropyLoss", "use nn.CrossEntropyLoss() as the criterion")
-    expect(data.get("optimizer") == "Adam", "use optim.Adam as the optimizer")
-    expect(abs(number(data.get("lr"), "lr") - 1e-3) < 1e-12, "use lr=0.001")
-    expect(abs(number(data.get("weight_decay"), "weight_decay") - 1e-4) < 1e-12, "use weight_decay=1e-4")
-    expect(data.get("same_params") is True, "the optimizer must update this `model`'s parameters")
+    expect_training_setup(data, criterion="CrossEntropyLoss", optimizer="Adam", lr=1e-3, weight_decay=1e-4)
 
 
 def _history(value, name: str) -> dict:
@@ -472,7 +457,7 @@ CHECKS = [
           hint="divide the uint8 grey levels by 255 and keep the labels as torch.long"),
     Check("q2", "MNISTNet's layers, parameter count and logits on fresh inputs", MODEL_PROBE, verdict_model,
           inputs=inputs_images),
-    Check("q3", "loss function and optimiser settings", SETUP_PROBE, verdict_setup),
+    Check("q3", "loss function and optimiser settings", TRAINING_SETUP_PROBE, verdict_setup),
     Check("q3", "train_model on the grader's problem: early stopping and restored best weights", TRAIN_PROBE,
           verdict_train_function, inputs=inputs_noise,
           hint="best_state must be a real copy ({k: v.clone() ...}), restored with model.load_state_dict"),

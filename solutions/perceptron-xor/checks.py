@@ -7,7 +7,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from autograder.checks import Check, Context, Handoff, array, expect, figure, integer, labelled, number, numbers
+from autograder.checks import (TRAINING_SETUP_PROBE, Check, Context, Handoff, array, expect, expect_training_setup,
+                               figure, integer, labelled, number, numbers)
 from autograder.checks import state_dict as as_state_dict
 from autograder.data import DATA_DIR, verify
 
@@ -71,22 +72,6 @@ def _xor_mlp(params, name: str) -> nn.Sequential:
 
 def inputs_points(ctx: Context) -> dict:
     return {"x": torch.from_numpy(ctx.rng.uniform(-3, 3, size=(64, 2)).astype(np.float32))}
-
-
-def _expect_setup(data: dict, criterion: str, optimizer: str, lr: float) -> None:
-    expect(data.get("criterion") == criterion, f"use nn.{criterion}() as the criterion")
-    expect(data.get("optimizer") == optimizer, f"use optim.{optimizer} as the optimizer")
-    expect(abs(number(data.get("lr"), "lr") - lr) < 1e-12, f"use lr={lr:g}")
-    expect(data.get("same_params") is True, "the optimizer must update this `model`'s parameters")
-
-
-SETUP_PROBE = """
-opt = get("optimizer")
-model = get("model")
-group = opt.param_groups[0]
-export(criterion=type(get("criterion")).__name__, optimizer=type(opt).__name__, lr=float(group["lr"]),
-       same_params=[id(p) for p in group["params"]] == [id(p) for p in model.parameters()])
-"""
 
 
 # -- q1: linear regression with raw autograd ---------------------------------------------------
@@ -235,11 +220,13 @@ CHECKS = [
     Check("q1", "one mean squared error per epoch in `losses`", REGRESSION_PROBE, verdict_regression_losses),
     Check("q2", "Perceptron: 3 parameters, sigmoid of a linear layer on fresh inputs", PERCEPTRON_PROBE,
           verdict_perceptron, inputs=inputs_points),
-    Check("q2", "loss function and optimiser settings", SETUP_PROBE, lambda d, c: _expect_setup(d, "BCELoss", "SGD", 1.0)),
+    Check("q2", "loss function and optimiser settings", TRAINING_SETUP_PROBE,
+          lambda d, c: expect_training_setup(d, criterion="BCELoss", optimizer="SGD", lr=1.0)),
     Check("q2", "all four AND outputs, measured by the grader from your weights", AND_PROBE, verdict_and),
     Check("q3", "XOR_MLP: Linear -> ReLU -> Linear -> Sigmoid on fresh inputs", XOR_MODEL_PROBE, verdict_xor_model,
           inputs=inputs_points),
-    Check("q3", "loss function and optimiser settings", SETUP_PROBE, lambda d, c: _expect_setup(d, "BCELoss", "Adam", 0.01)),
+    Check("q3", "loss function and optimiser settings", TRAINING_SETUP_PROBE,
+          lambda d, c: expect_training_setup(d, criterion="BCELoss", optimizer="Adam", lr=0.01)),
     Check("q3", "one loss per epoch, going down", XOR_HISTORY_PROBE, verdict_xor_history),
     Check("q3", "all four XOR outputs, measured by the grader from your weights", XOR_TRAINED_PROBE,
           verdict_xor_accuracy),

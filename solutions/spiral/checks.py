@@ -6,7 +6,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from autograder.checks import Check, Context, Handoff, array, expect, figure, integer, labelled, number, numbers
+from autograder.checks import (TRAINING_SETUP_PROBE, Check, Context, Handoff, array, expect, expect_logits,
+                               expect_training_setup, figure, integer, labelled, number, numbers)
 from autograder.checks import state_dict as as_state_dict
 from autograder.data import load_spiral
 
@@ -87,28 +88,12 @@ def verdict_model(data: dict, ctx: Context) -> None:
     out = array(data.get("out"), "the model's output", kind="tensor", shape=(256, 3))
     with torch.no_grad():
         logits = model(ctx.inputs["x"]).numpy()
-    expect(np.allclose(out, logits, rtol=1e-4, atol=1e-5),
-           "the outputs are not the logits of Linear -> ReLU -> Dropout -> Linear: is there a softmax "
-           "(or another layer) at the end? CrossEntropyLoss applies softmax itself")
+    expect_logits(out, logits, "Linear -> ReLU -> Dropout -> Linear")
 
 
 # -- q3: training ------------------------------------------------------------------------------
-SETUP_PROBE = """
-opt = get("optimizer")
-model = get("model")
-group = opt.param_groups[0]
-export(criterion=type(get("criterion")).__name__, optimizer=type(opt).__name__,
-       lr=float(group["lr"]), weight_decay=float(group["weight_decay"]),
-       same_params=[id(p) for p in group["params"]] == [id(p) for p in model.parameters()])
-"""
-
-
 def verdict_setup(data: dict, ctx: Context) -> None:
-    expect(data.get("criterion") == "CrossEntropyLoss", "use nn.CrossEntropyLoss() as the criterion")
-    expect(data.get("optimizer") == "Adam", "use optim.Adam as the optimizer")
-    expect(abs(number(data.get("lr"), "lr") - 0.01) < 1e-12, "use lr=0.01")
-    expect(abs(number(data.get("weight_decay"), "weight_decay") - 0.005) < 1e-12, "use weight_decay=0.005")
-    expect(data.get("same_params") is True, "the optimizer must update this `model`'s parameters")
+    expect_training_setup(data, criterion="CrossEntropyLoss", optimizer="Adam", lr=0.01, weight_decay=0.005)
 
 
 HISTORY_PROBE = """
@@ -208,7 +193,7 @@ CHECKS = [
           TENSORS_PROBE, verdict_tensors, hint="use `.T` on the features and `dtype=torch.long` on the labels"),
     Check("q2", "SpiralNet's layers, parameter count and logits on fresh inputs", MODEL_PROBE, verdict_model,
           inputs=inputs_points),
-    Check("q3", "loss function and optimiser settings", SETUP_PROBE, verdict_setup),
+    Check("q3", "loss function and optimiser settings", TRAINING_SETUP_PROBE, verdict_setup),
     Check("q3", "loss history and early stopping", HISTORY_PROBE, verdict_history),
     Check("q3", "the best weights are restored (validation loss measured by the grader)", HISTORY_PROBE,
           verdict_restored, hint="did you call model.load_state_dict(best_state) after the loop?"),
