@@ -305,6 +305,7 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
     for slot in range(job.jobs):
         slots.put(slot)
     fingerprint = job.fingerprint()
+    stopping = threading.Event()  # set on Ctrl-C: results of killed runs must not be saved
 
     def work(submission: Submission) -> dict:
         previous = None if force else store.reusable(submission, fingerprint)
@@ -321,6 +322,9 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
                     meter.update(regraded, reused=True)
                 return regraded
         slot = slots.get()
+        if stopping.is_set():
+            slots.put(slot)
+            return {}
         try:
             result = grade_one(job, submission, slot)
         except Exception as exc:  # noqa: BLE001 - one broken submission never stops a batch
@@ -330,6 +334,8 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
                       "notes": [], "cell_errors": [], "sandbox": job.layers.names}
         finally:
             slots.put(slot)
+        if stopping.is_set():
+            return result  # killed by the interrupt, not graded: a rerun grades it
         store.write(submission, result)
         if meter:
             meter.update(result)
@@ -340,6 +346,7 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
         results = list(pool.map(work, submissions))
     except KeyboardInterrupt:
         # Stop queued work, kill running sandboxes; finished results are already on disk.
+        stopping.set()
         pool.shutdown(wait=False, cancel_futures=True)
         close_all()
         raise

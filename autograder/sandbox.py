@@ -141,10 +141,12 @@ def _bwrap_args(work: Path, inside_work: Path, grader_dir: Path, data_dir: Path 
     for system_dir in SYSTEM_DIRS:
         if os.path.exists(system_dir):
             args.extend(["--ro-bind", system_dir, system_dir])
-    for prefix in {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}:
+    # The private /tmp comes before the interpreter's binds: a venv under /tmp must stay visible.
+    args.extend(["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"])
+    made.add("/tmp")
+    for prefix in sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}):
         parents_of(prefix)
         args.extend(["--ro-bind", str(prefix), str(prefix)])
-    args.extend(["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"])
     parents_of(GRADER_DIR_INSIDE)
     args.extend(["--ro-bind", str(grader_dir), str(GRADER_DIR_INSIDE)])
     if data_dir is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,40 @@ def test_reuse_reexecutes_only_submissions_missing_probe_data(tmp_path, config, 
     monkeypatch.setattr(grade_module, "grade_one", lambda job, sub, slot=0: executed.append(sub.name) or real(job, sub, slot))
     grade_batch(job, submissions, tmp_path, progress=False, reuse=True)
     assert executed == ["blank.ipynb"]
+
+
+def test_ctrl_c_leaves_no_partial_files_or_processes(tmp_path):
+    """Check that SIGINT mid-batch exits cleanly: whole result files only, no sandbox process left"""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from autograder.sandbox import BASE_UID, UID_RANGE
+
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"s{i}.ipynb").write_bytes(SOLUTION.read_bytes().replace(b"Phase 1", f"Phase 1 ({i})".encode()))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "autograder", "grade", "spiral", str(folder), "--out", str(out),
+                             "--jobs", "2"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # interrupt once the first result is on disk and the next ones are running
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "run the same command again to resume" in err
+    time.sleep(0.5)
+    owners = []
+    for entry in Path("/proc").iterdir():
+        try:
+            owners.append(entry.stat().st_uid if entry.name.isdigit() else -1)
+        except OSError:
+            continue
+    assert not [uid for uid in owners if BASE_UID <= uid < BASE_UID + UID_RANGE]
+    assert not list(out.rglob("*.tmp")), "half-written files were left behind"
+    for path in (out / "results").glob("*.json"):
+        assert json.loads(path.read_text())["status"] == "ok"
