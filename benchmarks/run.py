@@ -1,0 +1,175 @@
+"""Benchmark this grader against a loop of `otter run` on the same notebooks and bundle.
+
+    python benchmarks/run.py [--n 40] [--assignments spiral ...] [--otter-n 10] [--out docs/benchmarks.md]
+
+For each assignment it makes N distinct copies of the canned submissions (a comment differs, so
+no result cache applies), then times, in one run on one machine:
+  - this grader at --jobs 1 and at --jobs = cores (every sandbox layer stays on); the two runs'
+    statuses and scores must agree;
+  - `otter run` over the first `--otter-n` copies, one after the other, with the same bundle;
+  - the floor: the solution's code executed once in a warm Python process (no kernel, no sandbox,
+    no grading).
+It reports throughput, the ratio against otter, the overhead ratio (seconds per solution copy at
+--jobs 1 over the floor), peak memory per worker, and whether scores agree across --jobs values.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from autograder.config import load_config  # noqa: E402
+from autograder.grade import grade_batch, make_job  # noqa: E402
+from autograder.submissions import discover  # noqa: E402
+
+CANNED = ROOT / "tests" / "submissions"
+
+
+def distinct_copies(aid: str, n: int, folder: Path) -> list[Path]:
+    """N notebooks cycling through the canned submissions, each made byte-distinct."""
+    sources = sorted((CANNED / aid).glob("*.ipynb"))
+    folder.mkdir(parents=True)
+    paths = []
+    for i in range(n):
+        notebook = json.loads(sources[i % len(sources)].read_text())
+        notebook = copy.deepcopy(notebook)
+        notebook["cells"].append({"cell_type": "markdown", "metadata": {}, "source": f"copy {i}"})
+        path = folder / f"{i:03d}-{sources[i % len(sources)].name}"
+        path.write_text(json.dumps(notebook))
+        paths.append(path)
+    return paths
+
+
+def time_ours(aid: str, config, folder: Path, jobs: int, out: Path) -> tuple[float, list[dict]]:
+    job = make_job(aid, config, jobs=jobs)
+    start = time.monotonic()
+    results = grade_batch(job, discover([folder]), out, force=True, progress=False)
+    return time.monotonic() - start, results
+
+
+def scores(results: list[dict]) -> dict:
+    return {r["submission"]: (r["status"], r["total"]) for r in results}
+
+
+def time_otter(aid: str, paths: list[Path], work: Path) -> float:
+    bundle = ROOT / "autograder" / "bundles" / f"{aid}-autograder.zip"
+    start = time.monotonic()
+    for i, path in enumerate(paths):
+        out = work / f"otter-{i}"
+        out.mkdir(parents=True)
+        subprocess.run([sys.executable, "-m", "otter", "run", "-a", str(bundle), "-o", str(out), str(path)],
+                       check=False, capture_output=True, cwd=out)
+    return time.monotonic() - start
+
+
+FLOOR_SCRIPT = """
+import json, sys, time
+cells = json.load(open(sys.argv[1]))
+import torch  # the floor is measured warm: imports happen before the clock starts
+import matplotlib
+matplotlib.use("Agg")
+start = time.monotonic()
+namespace = {"__name__": "__main__"}
+for source in cells:
+    exec(compile(source, "<cell>", "exec"), namespace)
+print(time.monotonic() - start)
+"""
+
+
+def floor_seconds(aid: str, work: Path) -> float:
+    """Seconds to run the solution's code once in a warm process, with no grading at all."""
+    notebook = json.loads((CANNED / aid / "solution.ipynb").read_text())
+    cells = []
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] != "code" or "otter" in source or "grader." in source:
+            continue
+        cells.append("\n".join(line for line in source.splitlines() if not line.lstrip().startswith("%")))
+    cells_path = work / f"{aid}-cells.json"
+    cells_path.write_text(json.dumps(cells))
+    run_dir = work / f"floor-{aid}" / "assignments" / aid
+    run_dir.mkdir(parents=True)
+    (work / f"floor-{aid}" / "datasets").symlink_to(ROOT / "datasets")
+    done = subprocess.run([sys.executable, "-c", FLOOR_SCRIPT, str(cells_path)], capture_output=True,
+                          text=True, cwd=run_dir, env={**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"})
+    if done.returncode != 0:
+        raise RuntimeError(f"floor run of {aid} failed: {done.stderr[-500:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=40, help="submissions per assignment (default 40)")
+    parser.add_argument("--otter-n", type=int, default=10, help="how many of them otter runs (default 10)")
+    parser.add_argument("--assignments", nargs="*", help="default: every assignment with canned submissions")
+    parser.add_argument("--out", default=None, help="write the Markdown table here as well")
+    args = parser.parse_args()
+    config = load_config()
+    aids = args.assignments or [a for a in config.assignments if (CANNED / a).is_dir()]
+    cores = os.cpu_count() or 1
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="nn4e-bench-") as tmp:
+        work = Path(tmp)
+        for aid in aids:
+            folder = work / aid / "subs"
+            paths = distinct_copies(aid, args.n, folder)
+            t1, results1 = time_ours(aid, config, folder, 1, work / aid / "ours-1")
+            tn, results_n = time_ours(aid, config, folder, cores, work / aid / f"ours-{cores}")
+            # Overhead is measured on the solution copies, like for like with the floor's solution run.
+            solution_seconds = [r["seconds"] for r in results1 if r["submission"].endswith("-solution.ipynb")]
+            peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            otter_n = min(args.otter_n, len(paths))
+            t_otter = time_otter(aid, paths[:otter_n], work / aid)
+            floor = floor_seconds(aid, work)
+            otter_per = t_otter / otter_n
+            rows.append({
+                "assignment": aid, "n": args.n, "otter_n": otter_n,
+                "ours_1_per_min": 60 * args.n / t1, "ours_n_per_min": 60 * args.n / tn,
+                "otter_per_min": 60 / otter_per,
+                "ratio_vs_otter": (60 * args.n / tn) / (60 / otter_per),
+                "overhead_ratio": statistics.fmean(solution_seconds) / floor, "floor_s": floor,
+                "solution_s": statistics.fmean(solution_seconds), "ours_1_s_per_sub": t1 / args.n,
+                "peak_worker_mb": peak_mb,
+                "scores_agree": scores(results1) == scores(results_n),
+            })
+            print(json.dumps(rows[-1]), flush=True)
+            shutil.rmtree(work / aid, ignore_errors=True)
+    table = render(rows, cores, " ".join(sys.argv[1:]))
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table)
+
+
+def render(rows: list[dict], cores: int, argv: str) -> str:
+    lines = [
+        "| assignment | N | ours --jobs 1 (subs/min) | ours --jobs %d (subs/min) | otter run (subs/min) | "
+        "ratio vs otter (--jobs %d) | s/sub --jobs 1 | solution s | floor s | overhead ratio | "
+        "peak MB/worker | scores agree |" % (cores, cores),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['assignment']} | {r['n']} | {r['ours_1_per_min']:.1f} | {r['ours_n_per_min']:.1f} | "
+                     f"{r['otter_per_min']:.1f} (N={r['otter_n']}) | {r['ratio_vs_otter']:.2f}x | "
+                     f"{r['ours_1_s_per_sub']:.1f} | {r['solution_s']:.1f} | {r['floor_s']:.1f} | "
+                     f"{r['overhead_ratio']:.2f} | {r['peak_worker_mb']:.0f} | {'yes' if r['scores_agree'] else 'NO'} |")
+    header = (f"Command: `python benchmarks/run.py {argv}`  \n"
+              f"Machine: {platform.machine()}, {cores} cores, Python {platform.python_version()}, "
+              f"{platform.system()} {platform.release()}\n\n")
+    return header + "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
