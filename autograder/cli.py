@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_CONFIG, ConfigError, load_config
+from .config import DEFAULT_CONFIG, REPO_ROOT, ConfigError, load_config
 
 
 def _config(args) -> "GradingConfig":  # noqa: F821 - imported lazily for a fast --help
@@ -42,10 +43,13 @@ def _self_check(aid: str, config, solution: Path) -> None:
     """Grade the built solution with the trusted grader: it must earn every point."""
     from .build import BuildError
     from .grade import grade_one, make_job
+    from .isolation import prepared_host
     from .submissions import Submission
 
     job = make_job(aid, config, jobs=1)
-    result = grade_one(job, Submission(solution, f"{aid} solution"))
+    # The solution is trusted: it may run unisolated, but sees the data as student code would.
+    with prepared_host(job.layers, REPO_ROOT, job.data_dir, [], allow_unisolated=True) as data_dir:
+        result = grade_one(dataclasses.replace(job, data_dir=data_dir), Submission(solution, f"{aid} solution"))
     if result["status"] != "ok" or result["total"] != result["max_total"]:
         failing = [f"{q}: {row['feedback']}" for q, row in result["questions"].items()
                    if not row["manual"] and row["points"] != row["max_points"]]
@@ -89,6 +93,7 @@ def cmd_grade(args) -> int:
     from .grade import grade_batch, make_job
     from .submissions import discover
 
+    from .isolation import Unisolated
     from .lms import identify, is_bulk_zip, unpack_bulk_zip
 
     config = _config(args)
@@ -111,13 +116,20 @@ def cmd_grade(args) -> int:
     if not submissions:
         print("error: no submissions found in " + ", ".join(args.submissions), file=sys.stderr)
         return 2
-    job = make_job(args.id, config, jobs=args.jobs, use_bwrap=not args.no_bwrap)
-    missing = [name for name in ("bubblewrap", "user") if name not in job.layers.names]
+    job = make_job(args.id, config, jobs=args.jobs, use_bwrap=not args.no_bwrap,
+                   allow_unisolated=args.allow_unisolated)
     print(f"grading {len(submissions)} submission(s) of {args.id} with {job.jobs} job(s); "
           f"sandbox layers: {', '.join(job.layers.names)}"
-          + (f" (not active: {', '.join(missing)})" if missing else ""), file=sys.stderr)
+          + (f" (not active: {'; '.join(job.layers.off)})" if job.layers.off else ""), file=sys.stderr)
     out = Path(args.out)
-    results = grade_batch(job, submissions, out, force=args.force, reuse=args.reuse)
+    try:
+        results = grade_batch(job, submissions, out, force=args.force, reuse=args.reuse)
+    except Unisolated as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not job.layers.isolated:
+        print("warning: graded WITHOUT filesystem isolation (--allow-unisolated); every result records it",
+              file=sys.stderr)
     counts = {}
     for result in results:
         counts[result["status"]] = counts.get(result["status"], 0) + 1
@@ -172,6 +184,9 @@ def parser() -> argparse.ArgumentParser:
                        help="recompute verdicts from stored probe data (after a threshold or points change) "
                             "without executing notebooks; submissions that need new data are executed")
     grade.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even if installed")
+    grade.add_argument("--allow-unisolated", action="store_true",
+                       help="grade even when no sandbox layer isolates the filesystem (unsafe; every result "
+                            "and the report record it)")
     grade.set_defaults(func=cmd_grade)
 
     validate = verbs.add_parser("validate", help="check grading.yml")

@@ -6,6 +6,7 @@ before that point is still graded.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,12 +25,13 @@ from . import wire
 from .config import REPO_ROOT, GradingConfig
 from .plan import build_plan
 from .results import ResultStore, Status, question_row
-from .sandbox import Layers, Sandbox, SandboxDied, SandboxTimeout, close_all, detect_layers
+from .isolation import Layers, detect_layers, prepared_host
+from .sandbox import Sandbox, SandboxDied, SandboxTimeout, close_all
 from .submissions import InvalidSubmission, Submission, assignment_name, parse_notebook, read_notebook
 
 INIT_TIMEOUT_S = 120
 PROBE_TIMEOUT_S = 120
-GRADER_FILES = ("runner.py", "wire.py", "plan.py", "grade.py", "checks.py", "sandbox.py")
+GRADER_FILES = ("runner.py", "wire.py", "landlock.py", "plan.py", "grade.py", "checks.py", "sandbox.py")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class GradingJob:
     layers: Layers
     data_dir: Path
     jobs: int = 1
+    allow_unisolated: bool = False  # grade even when no layer isolates the filesystem (recorded)
 
     @property
     def assignment(self):
@@ -117,8 +120,7 @@ def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> dict:
         try:
             # Pre-import torch (and seed it) only for notebooks that use it: it costs about 3 s.
             uses_torch = any("torch" in source for source in code_cells)
-            box.request({"op": "init", "seed": job.config.defaults.seed, "threads": threads, "torch": uses_torch},
-                        min(INIT_TIMEOUT_S, limits.notebook_timeout_s))
+            box.initialise(job.config.defaults.seed, threads, uses_torch, min(INIT_TIMEOUT_S, limits.notebook_timeout_s))
             for step in plan.steps:
                 current = step.label
                 remaining = deadline - time.monotonic()
@@ -296,9 +298,17 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
                 progress: bool = True, reuse: bool = False) -> list[dict]:
     """Grade every submission (in parallel), writing each result as soon as it is done.
 
-    With `reuse`, verdicts are recomputed from each submission's stored probe data, and only
-    submissions whose checks need new data are executed again.
+    Raises `isolation.Unisolated` before grading anything when no sandbox layer isolates the
+    filesystem and the job does not allow that. With `reuse`, verdicts are recomputed from each
+    submission's stored probe data, and only submissions whose checks need new data run again.
     """
+    private = [out, *{s.path.parent for s in submissions}]
+    with prepared_host(job.layers, REPO_ROOT, job.data_dir, private, job.allow_unisolated) as data_dir:
+        return _grade_batch(dataclasses.replace(job, data_dir=data_dir), submissions, out, force, progress, reuse)
+
+
+def _grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force: bool,
+                 progress: bool, reuse: bool) -> list[dict]:
     store = ResultStore(out, job.assignment)
     meter = Progress(len(submissions)) if progress and submissions else None
     slots: queue.Queue[int] = queue.Queue()
@@ -355,6 +365,7 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
     return results
 
 
-def make_job(aid: str, config: GradingConfig, jobs: int | None = None, use_bwrap: bool = True) -> GradingJob:
+def make_job(aid: str, config: GradingConfig, jobs: int | None = None, use_bwrap: bool = True,
+             allow_unisolated: bool = False) -> GradingJob:
     jobs = jobs or config.defaults.jobs or os.cpu_count() or 1
-    return GradingJob(aid, config, detect_layers(use_bwrap), REPO_ROOT / "datasets", jobs)
+    return GradingJob(aid, config, detect_layers(use_bwrap), REPO_ROOT / "datasets", jobs, allow_unisolated)

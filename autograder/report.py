@@ -152,7 +152,7 @@ def _section(aid, title, max_total, group, totals, items) -> str:
     return f"""
 <section id="{html.escape(aid)}">
 <h2>{html.escape(title)} <small>({html.escape(aid)})</small></h2>
-{stats}
+{_unisolated_warning(group)}{stats}
 <div class="plots">
 <img alt="score histogram for {aid}" src="{score_histogram(totals, max_total, 'Total scores')}">
 <img alt="pass rate per question for {aid}" src="{question_chart(items, 'Questions, hardest first')}">
@@ -197,6 +197,16 @@ def _write_csvs(config, out: Path, gradebook: dict, order: list[str], item_rows:
             f"{r['pass_rate']:.4f}"] for r in item_rows])
 
 
+def _unisolated_warning(group: list[dict]) -> str:
+    """A warning naming every submission that was graded without filesystem isolation."""
+    names = sorted(r["submission"] for r in group if "unisolated" in r.get("sandbox", []))
+    if not names:
+        return ""
+    return (f'<p class="warning"><b>Warning:</b> {len(names)} submission(s) were graded without filesystem '
+            f"isolation (--allow-unisolated), so their code could read hidden checks and other files: "
+            f"{', '.join(html.escape(n) for n in names)}.</p>\n")
+
+
 def _fmt(value) -> str:
     return "" if value is None else f"{value:g}"
 
@@ -217,6 +227,7 @@ h1 {{ margin-bottom: 0.2em; }} h2 {{ border-bottom: 1px solid #ccc; padding-bott
 table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }}
 th {{ background: #f4f4f4; }}
+.warning {{ background: #fff3cd; border: 1px solid #e0b400; padding: 0.5em 0.8em; }}
 </style></head>
 <body>
 <h1>{html.escape(config.course.name)}: grade report</h1>

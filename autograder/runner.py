@@ -1,7 +1,7 @@
 """Execute a notebook's cells inside the sandbox and answer the grader over pipes.
 
-This file is copied into the sandbox with `wire.py` and started as a plain Python process, so it
-imports nothing from the grader package. It never decides a score: it runs cells, runs the
+This file is copied into the sandbox with `wire.py` and `landlock.py` and started as a plain
+Python process, so it imports nothing from the grader package. It never decides a score: it runs cells, runs the
 grader's probes (which export plain data) and injects the grader's hand-off values.
 
 Protocol: one JSON object per line. The grader writes requests to our stdin; we answer on the
@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 
+import landlock
 import wire
 
 TAIL_CHARS = 2000
@@ -109,6 +110,12 @@ class Runner:
 
     # -- requests -------------------------------------------------------------------------
     def op_init(self, request: dict) -> dict:
+        applied = 0
+        rules = request.get("landlock")
+        if rules:
+            # Before anything else: no student code may ever run unrestricted. A failure raises,
+            # the grader gets an error instead of "ready", and refuses to go on.
+            applied = landlock.restrict(rules["read"], rules["write"])
         os.environ.setdefault("MPLBACKEND", "Agg")
         seed = int(request["seed"])
         random.seed(seed)
@@ -134,7 +141,7 @@ class Runner:
         # Figures must survive `plt.show()` so probes can inspect them; inline backends close them.
         self.shell.register_magic_function(lambda line="": None, "line", "matplotlib")
         self.shell.user_ns["__name__"] = "__main__"
-        return {"op": "ready", "pid": os.getpid()}
+        return {"op": "ready", "pid": os.getpid(), "landlock": applied}
 
     def op_run(self, request: dict) -> dict:
         self.tail.text = ""

@@ -1,17 +1,22 @@
 """Start `runner.py` for one submission in a throwaway, resource-limited, isolated process.
 
-Layers (each result records which were active):
-  process   - own session and process group, scrubbed environment, throwaway working folder,
-              rlimits (address space, processes, open files, file size, CPU time); the whole
-              group is killed at the end.
-  bubblewrap - when `bwrap` is installed: no network, private PID namespace (so double-forked
-              daemons die with it), read-only system, private /tmp, and only the interpreter, its
-              venv, the data and the submission's own folder bound in. The repository itself
-              (solutions, hidden checks, grading.yml, other submissions) is never visible.
-  user      - when the grader runs as root: student code runs as an unprivileged uid.
+Layers (`isolation.py` decides which are available; each result records which were active):
+  process    - own session and process group, scrubbed environment, throwaway working folder,
+               rlimits (address space, processes, open files, file size, CPU time); the whole
+               group is killed at the end, and so are orphans it left behind.
+  bubblewrap - no network, private PID namespace (so double-forked daemons die with it),
+               read-only system, private /tmp, and only the interpreter, its venv, the data and
+               the submission's own folder bound in. The repository itself (solutions, hidden
+               checks, grading.yml, other submissions) is never visible.
+  landlock   - the runner restricts itself before any student code runs: read-only system,
+               interpreter and data; read-write only its working folder and private tmp; no TCP;
+               no signals or abstract sockets leaving the sandbox (ABI 6+).
+  user       - when the grader runs as root: student code runs as an unprivileged uid, in a
+               private network namespace when root can make one.
 """
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import resource
@@ -19,7 +24,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,16 +32,24 @@ from pathlib import Path
 
 from . import wire
 from .config import Limits
+from .isolation import BASE_UID, UID_RANGE, Layers, enter_private_network, interpreter_prefixes, sandbox_python
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+RUNNER_FILES = ("runner.py", "wire.py", "landlock.py")  # the only grader code the sandbox sees
 SANDBOX_ROOT = Path("/sandbox")
 GRADER_DIR_INSIDE = Path("/opt/grader")
-BASE_UID = 61000  # one uid per running sandbox, so one fork storm cannot starve another submission
-UID_RANGE = 1000
-# Fixed, not under $TMPDIR: every grader process on the machine must see the same locks.
-UID_LOCK_DIR = Path("/tmp/nn4e-sandbox-uids")
+# Fixed, not under $TMPDIR: every grader process on the machine must see the same locks. Only root
+# claims uids, and /run is root's; /tmp is the fallback for containers without it.
+UID_LOCK_DIR = Path("/run/nn4e-sandbox-uids" if os.access("/run", os.W_OK) else "/tmp/nn4e-sandbox-uids")
 MAX_MESSAGE_BYTES = 64 * 2**20
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc")
+# Read-only extras for Landlock: torch reads the CPU layout. The rest of /proc stays closed, so a
+# sandbox cannot read the environment or command line of the grader's processes.
+SYSTEM_FILES = ("/proc/cpuinfo", "/sys/devices/system/cpu")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+# Folders every user may write to on the host: without bubblewrap, a sandbox uid's files there are
+# removed after the run.
+SHARED_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 
 
 _ACTIVE: set["Sandbox"] = set()
@@ -60,57 +72,15 @@ class SandboxDied(Exception):
     """The runner exited (os._exit, segfault, killed, out of memory) before answering."""
 
 
-@dataclass(frozen=True)
-class Layers:
-    bubblewrap: bool
-    unprivileged_user: bool
-
-    @property
-    def names(self) -> list[str]:
-        active = ["process"]
-        if self.bubblewrap:
-            active.append("bubblewrap")
-        if self.unprivileged_user:
-            active.append("user")
-        return active
+class SandboxBroken(Exception):
+    """The sandbox could not be set up as promised (a fault of the grader's host, not the student's)."""
 
 
-def _world_traversable(path: Path) -> bool:
-    for parent in [path, *path.parents]:
-        if parent.exists() and not os.stat(parent).st_mode & 0o001:
-            return False
-    return True
-
-
-def detect_layers(use_bwrap: bool = True) -> Layers:
-    """Which sandbox layers this machine supports."""
-    bwrap = use_bwrap and shutil.which("bwrap") is not None and _bwrap_works()
-    as_root = os.geteuid() == 0
-    # Without bubblewrap the unprivileged uid must be able to reach the interpreter on the host.
-    user = as_root and (bwrap or _world_traversable(Path(sys.base_prefix)))
-    return Layers(bubblewrap=bwrap, unprivileged_user=user)
-
-
-_BWRAP_OK: bool | None = None
-
-
-def _bwrap_works() -> bool:
-    global _BWRAP_OK
-    if _BWRAP_OK is None:
-        try:
-            probe = subprocess.run(
-                ["bwrap", "--unshare-net", "--unshare-pid", "--ro-bind", "/", "/", "true"],
-                capture_output=True, timeout=20)
-            _BWRAP_OK = probe.returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            _BWRAP_OK = False
-    return _BWRAP_OK
-
-
-def _scrubbed_env(home: str, threads: int, device: str) -> dict[str, str]:
+def _scrubbed_env(home: str, tmpdir: str, threads: int, device: str) -> dict[str, str]:
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": home,
+        "TMPDIR": tmpdir,
         "LANG": "C.UTF-8",
         "PYTHONHASHSEED": "0",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -125,8 +95,8 @@ def _scrubbed_env(home: str, threads: int, device: str) -> dict[str, str]:
     return env
 
 
-def _bwrap_args(work: Path, inside_work: Path, grader_dir: Path, data_dir: Path | None) -> list[str]:
-    args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+def _bwrap_args(bwrap: str, work: Path, inside_work: Path, grader_dir: Path, data_dir: Path | None) -> list[str]:
+    args = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
     made: set[str] = set()
 
@@ -144,7 +114,7 @@ def _bwrap_args(work: Path, inside_work: Path, grader_dir: Path, data_dir: Path 
     # The private /tmp comes before the interpreter's binds: a venv under /tmp must stay visible.
     args.extend(["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"])
     made.add("/tmp")
-    for prefix in sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}):
+    for prefix in interpreter_prefixes():
         parents_of(prefix)
         args.extend(["--ro-bind", str(prefix), str(prefix)])
     parents_of(GRADER_DIR_INSIDE)
@@ -170,12 +140,14 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
-def _limit_child(limits: Limits, uid: int | None):
-    """preexec_fn: rlimits, inherited by everything the student starts."""
+def _limit_child(limits: Limits, uid: int | None, private_network: bool):
+    """preexec_fn: rlimits (inherited by everything the student starts) and the network namespace."""
     # A sandbox uid owns nothing else; otherwise the limit must leave room for the user's own tasks.
     nproc = limits.max_processes if uid is not None else _tasks_of(os.getuid()) + limits.max_processes
 
     def apply():
+        if private_network:
+            enter_private_network()  # raising here makes Popen fail: no sandbox without its wall
         mib = 2**20
         pairs = [
             (resource.RLIMIT_AS, limits.memory_mb * mib),
@@ -194,7 +166,14 @@ def _limit_child(limits: Limits, uid: int | None):
 
 @dataclass(eq=False)
 class Sandbox:
-    """One sandboxed runner process for one submission. Use as a context manager."""
+    """One sandboxed runner process for one submission. Use as a context manager.
+
+    Host layout of `tmp` without bubblewrap (with it, the same pieces are bound under /sandbox):
+      grader/                 runner.py, wire.py, landlock.py (read-only for the sandbox)
+      assignments/<id>/       the working folder (read-write)
+      home/, home/tmp/        $HOME and $TMPDIR (read-write)
+      datasets -> data_dir    so `../../datasets` works as in the course's folder layout
+    """
 
     assignment_id: str
     limits: Limits
@@ -212,44 +191,81 @@ class Sandbox:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"nn4e-sandbox-{os.getpid()}-"))
         grader_dir = self.tmp / "grader"
         grader_dir.mkdir()
-        for name in ("runner.py", "wire.py"):
+        for name in RUNNER_FILES:
             shutil.copy2(PACKAGE_DIR / name, grader_dir / name)
         self.work = self.tmp / "assignments" / self.assignment_id
         self.work.mkdir(parents=True)
+        self.home = self.tmp / "home"
+        (self.home / "tmp").mkdir(parents=True)
+        if self.data_dir is not None and not self.layers.bubblewrap:
+            os.symlink(self.data_dir, self.tmp / "datasets")
         self._buffer = b""
+        self._uid_lock = None
+
+    def _hand_over(self, uid: int) -> None:
+        """Give the sandbox uid its own folders, private to it; everything else stays root's."""
+        # 0711: the uid may pass through to its folders but not list the others.
+        for path in (self.tmp, self.tmp / "assignments"):
+            os.chmod(path, 0o711)
+        os.chmod(self.tmp / "grader", 0o755)
+        for path in (self.work, self.home, self.home / "tmp"):
+            os.chown(path, uid, uid)
+            os.chmod(path, 0o700)
+
+    def landlock_rules(self) -> dict | None:
+        """What the runner may read and write, as paths it sees (inside bubblewrap, or on the host)."""
+        if not self.layers.landlock:
+            return None
+        prefixes = [str(p) for p in interpreter_prefixes()]
+        if self.layers.bubblewrap:
+            read = [*SYSTEM_DIRS, *prefixes, str(GRADER_DIR_INSIDE), str(SANDBOX_ROOT / "datasets")]
+            write = [str(SANDBOX_ROOT / "assignments" / self.assignment_id), "/tmp"]
+        else:
+            read = [*SYSTEM_DIRS, *prefixes, str(self.tmp / "grader")]
+            if self.data_dir is not None:
+                read.append(str(Path(self.data_dir).resolve()))
+            write = [str(self.work), str(self.home)]
+        return {"read": [*read, *SYSTEM_FILES], "write": [*write, *DEVICES]}
 
     def start(self) -> None:
-        self._uid_lock = None
         if self.layers.unprivileged_user:
             self.uid, self._uid_lock = _claim_uid(BASE_UID + self.slot)
+            self._hand_over(self.uid)
         uid = self.uid
-        if uid is not None:
-            for path in (self.tmp, self.tmp / "assignments", self.work):
-                os.chown(path, uid, uid)
-            os.chmod(self.tmp, 0o755)
-        python = [sys.executable, "-E", "-s"]
+        python = [sandbox_python(), "-E", "-s"]
         if self.layers.bubblewrap:
             inside_work = SANDBOX_ROOT / "assignments" / self.assignment_id
-            env = _scrubbed_env("/tmp", self.threads, self.device)
-            command = _bwrap_args(self.work, inside_work, self.tmp / "grader", self.data_dir)
+            env = _scrubbed_env("/tmp", "/tmp", self.threads, self.device)
+            command = _bwrap_args(self.layers.bwrap, self.work, inside_work, self.tmp / "grader", self.data_dir)
             command += [*python, str(GRADER_DIR_INSIDE / "runner.py")]
         else:
-            if self.data_dir is not None:
-                os.symlink(self.data_dir, self.tmp / "datasets")
-            home = self.tmp / "home"
-            home.mkdir()
-            if uid is not None:
-                os.chown(home, uid, uid)
-            env = _scrubbed_env(str(home), self.threads, self.device)
+            env = _scrubbed_env(str(self.home), str(self.home / "tmp"), self.threads, self.device)
             command = [*python, str(self.tmp / "grader" / "runner.py")]
+            if uid is None:
+                _become_subreaper()  # orphans of the sandbox become ours, so close() can find them
         if uid is not None:
             env["NN4E_SANDBOX_UID"] = str(uid)
-        self.proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            cwd=self.work, env=env, start_new_session=True, preexec_fn=_limit_child(self.limits, uid),
-        )
-        with _ACTIVE_LOCK:
+        # Start-up failures (a missing interpreter, a broken venv) are kept for the error message;
+        # the runner points its stderr at /dev/null before any student code runs.
+        self._stderr = tempfile.TemporaryFile()
+        preexec = _limit_child(self.limits, uid, self.layers.private_network and not self.layers.bubblewrap)
+        with _ACTIVE_LOCK:  # registered as it starts, so no orphan hunt mistakes it for an orphan
+            self.proc = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                cwd=self.work, env=env, start_new_session=True, preexec_fn=preexec,
+            )
             _ACTIVE.add(self)
+
+    def initialise(self, seed: int, threads: int = 1, torch: bool = True, timeout: float = 120) -> dict:
+        """Start the notebook's shell; the runner applies Landlock first, and must confirm it did."""
+        reply = self.request({"op": "init", "seed": seed, "threads": threads, "torch": torch,
+                              "landlock": self.landlock_rules()}, timeout)
+        if reply.get("op") != "ready":
+            raise SandboxBroken(f"the sandbox could not start: {reply.get('error', reply)}")
+        if reply.get("landlock", 0) != self.layers.landlock:
+            raise SandboxBroken(f"the runner applied Landlock ABI {reply.get('landlock', 0)}, "
+                                f"not {self.layers.landlock}: refusing to run the notebook")
+        return reply
 
     # -- protocol --------------------------------------------------------------------------
     def request(self, message: dict, timeout: float) -> dict:
@@ -301,7 +317,16 @@ class Sandbox:
             hint = {"SIGKILL": " (killed; often the memory limit)", "SIGSEGV": " (segmentation fault)",
                     "SIGXCPU": " (CPU-time limit)"}.get(name, "")
             return f"the notebook's process died with {name}{hint}"
-        return f"the notebook's process exited with code {code}"
+        return f"the notebook's process exited with code {code}" + self._startup_error()
+
+    def _startup_error(self) -> str:
+        """The runner's own error output (written only before it hands over to student code)."""
+        stream = getattr(self, "_stderr", None)
+        if stream is None or stream.closed:
+            return ""
+        stream.seek(0)
+        text = stream.read(4000).decode(errors="replace").strip()
+        return f" ({text.splitlines()[-1][:300]})" if text else ""
 
     # -- cleanup ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -321,7 +346,13 @@ class Sandbox:
                     pass
             if self.uid is not None:
                 _kill_uid(self.uid)
+                if not self.layers.bubblewrap:
+                    _remove_files_of(self.uid)
+            elif not self.layers.bubblewrap:
+                _kill_orphans()
             self.proc = None
+        if getattr(self, "_stderr", None) is not None:
+            self._stderr.close()
         if getattr(self, "_uid_lock", None) is not None:
             os.close(self._uid_lock)  # releases the flock
             self._uid_lock = None
@@ -371,3 +402,70 @@ def _kill_uid(uid: int, patience_s: float = 10.0) -> None:
         if not found or time.monotonic() > deadline:
             return
         time.sleep(0.05)
+
+
+def _remove_files_of(uid: int) -> None:
+    """Delete what a sandbox uid left in the host's shared writable folders (no bubblewrap /tmp)."""
+    for root in SHARED_WRITABLE:
+        for folder, dirs, files in os.walk(root):
+            for name in list(dirs) + files:
+                path = os.path.join(folder, name)
+                try:
+                    if os.lstat(path).st_uid != uid:
+                        continue
+                    if name in dirs:
+                        dirs.remove(name)
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        os.unlink(path)
+                except OSError:
+                    continue
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _kill_orphans(patience_s: float = 10.0) -> None:
+    """Kill processes a sandbox left behind when it has neither a PID namespace nor its own uid.
+
+    The grader is a child subreaper, so a daemon that double-forked out of its process group is
+    re-parented to the grader instead of init. Any child of ours that is not a running sandbox's
+    runner is such an orphan (the grader starts no other long-lived children while grading, and
+    runners are registered under the same lock they are started with); its own children are
+    re-parented to us in turn when it dies.
+    """
+    me = os.getpid()
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        with _ACTIVE_LOCK:
+            runners = {box.proc.pid for box in _ACTIVE if box.proc is not None}
+            found = _kill_children_except(me, runners)
+        if not found:
+            return
+        time.sleep(0.05)
+
+
+def _kill_children_except(me: int, runners: set[int]) -> bool:
+    """SIGKILL (and reap) every child of `me` but `runners`; True if there was one."""
+    found = False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in runners:
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent != me:
+            continue
+        found = True
+        try:
+            os.kill(int(entry.name), signal.SIGKILL)
+            os.waitpid(int(entry.name), os.WNOHANG)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    return found
+

@@ -1,8 +1,14 @@
-"""Shared fixtures: the repository's config, and helpers to build configs and notebooks for tests."""
+"""Shared fixtures: the repository's config, helpers to build configs and notebooks, a decoy
+repository for hostile cases, and a session guard: the suite fails if it changed the checkout, the
+home folder or the shared temporary folders in a way it did not itself undo."""
 from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,3 +52,80 @@ def load_notebook(path: Path) -> dict:
 def write_notebook(notebook: dict, path: Path) -> Path:
     path.write_text(json.dumps(notebook), encoding="utf-8")
     return path
+
+
+def decoy_repository(root: Path) -> Path:
+    """A throwaway tree laid out like the repository, for hostile cases to aim at instead of the checkout."""
+    for relative in ("grading.yml", "solutions/spiral/checks.py", "datasets/spiral.csv",
+                     "tests/submissions/spiral/solution.ipynb"):
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"decoy {relative}\n")
+    return root
+
+
+def decoy_intact(root: Path) -> bool:
+    return all((root / r).read_text() == f"decoy {r}\n" for r in
+               ("grading.yml", "solutions/spiral/checks.py", "datasets/spiral.csv",
+                "tests/submissions/spiral/solution.ipynb"))
+
+
+# -- the session guard ----------------------------------------------------------------------------
+SHARED_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")
+_GUARD: dict = {}
+
+
+def _snapshot() -> dict:
+    def names(folder: Path, depth: int) -> set[str]:
+        found = set()
+        try:
+            for entry in folder.iterdir():
+                found.add(str(entry))
+                if depth > 1 and entry.is_dir() and not entry.is_symlink():
+                    found |= names(entry, depth - 1)
+        except OSError:
+            pass
+        return found
+
+    status = subprocess.run(["git", "status", "--porcelain", "--ignored=no"], cwd=REPO_ROOT,
+                            capture_output=True, text=True).stdout
+    shared = set().union(*(names(Path(f), 1) for f in SHARED_FOLDERS))
+    return {"git": status, "home": names(Path(_GUARD["home"]), 2), "shared": shared}
+
+
+def pytest_configure(config):
+    """Give the suite its own temporary root and home, then record what the host looks like."""
+    if hasattr(config, "workerinput") or _GUARD:
+        return
+    _GUARD["home"] = os.environ.get("HOME", str(Path.home()))
+    _GUARD["root"] = Path(tempfile.mkdtemp(prefix="nn4e-tests-"))
+    os.chmod(_GUARD["root"], 0o700)  # results and submissions written here stay private to us
+    config.option.basetemp = str(_GUARD["root"] / "pytest")
+    os.environ["HOME"] = str(_GUARD["root"] / "home")  # matplotlib's cache and the like land here
+    Path(os.environ["HOME"]).mkdir()
+    _GUARD["before"] = _snapshot()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run loudly if the suite left anything behind in the checkout, the home folder or /tmp."""
+    if "before" not in _GUARD:
+        return
+    os.environ["HOME"] = _GUARD["home"]
+    shutil.rmtree(_GUARD["root"], ignore_errors=True)
+    before, after = _GUARD["before"], _snapshot()
+    problems = []
+    if after["git"] != before["git"]:
+        problems.append("the checkout changed (git status --porcelain):\n" + after["git"])
+    for key in ("home", "shared"):
+        new = sorted(after[key] - before[key])
+        if new:
+            problems.append(f"new in the {'home folder' if key == 'home' else 'shared temporary folders'}: "
+                            + ", ".join(new[:20]))
+    if problems:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "SESSION GUARD: the test suite changed its host\n  " + "\n  ".join(problems)
+        if reporter:
+            reporter.write_line(text, red=True, bold=True)
+        else:
+            print(text)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,6 +1,9 @@
 """The adversarial corpus (tests/adversarial/cases.yml): every hostile submission earns exactly what
 its honest part earns, leaves nothing on the host and no process alive, and the clean solution in
-the same batch still gets full marks."""
+the same batch still gets full marks. Hostile writes aim at a decoy repository, never at the checkout.
+
+The corpus runs under whichever layers this machine offers; CI runs it again with bubblewrap off
+(Landlock alone) and with both off (the uid layer alone, as root)."""
 from __future__ import annotations
 
 import copy
@@ -16,19 +19,24 @@ import yaml
 from autograder.config import REPO_ROOT
 from autograder.data import verify
 from autograder.grade import grade_batch, make_job
-from autograder.sandbox import BASE_UID, UID_RANGE, detect_layers
+from autograder.isolation import BASE_UID, UID_RANGE, detect_layers
 from autograder.submissions import discover
-from conftest import SUBMISSIONS, config_with, load_notebook, write_notebook
+from conftest import SUBMISSIONS, config_with, decoy_intact, decoy_repository, load_notebook, write_notebook
 
-pytestmark = pytest.mark.slow
 CASES = yaml.safe_load((REPO_ROOT / "tests" / "adversarial" / "cases.yml").read_text())
 LAYERS = detect_layers()
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not LAYERS.isolated, reason="no sandbox layer is available: grading refuses to run")]
 TOKEN = f"nn4e-{os.getpid()}"
+# What each `needs:` in cases.yml requires of the active layers.
+DEFENCES = {
+    "network": (LAYERS.bubblewrap or LAYERS.landlock >= 4 or LAYERS.private_network,
+                "no layer blocks TCP here (bubblewrap, Landlock ABI 4+, or root's network namespace)"),
+}
 
 
 def runnable_cases() -> dict:
-    return {name: case for name, case in CASES.items()
-            if case.get("needs") != "bubblewrap" or LAYERS.bubblewrap}
+    return {name: case for name, case in CASES.items() if DEFENCES.get(case.get("needs"), (True,))[0]}
 
 
 def insert_cell(base: dict, code: str, before: str | None) -> dict:
@@ -84,15 +92,33 @@ def sandbox_processes() -> list[int]:
     return pids
 
 
+def descendants(pid: int) -> list[int]:
+    """Processes whose parent chain leads to `pid` (orphans re-parented to the grader included)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found += sorted(frontier)
+    return found
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, raw_config):
     folder = tmp_path_factory.mktemp("corpus")
     out = tmp_path_factory.mktemp("corpus-results")
+    decoy = decoy_repository(tmp_path_factory.mktemp("decoy-repository"))
     server = LoopbackServer()
     bases = {"solution": load_notebook(SUBMISSIONS / "spiral" / "solution.ipynb"),
              "blank": load_notebook(SUBMISSIONS / "spiral" / "blank.ipynb")}
     for name, case in runnable_cases().items():
-        code = (case["code"].replace("{repo}", str(REPO_ROOT)).replace("{out}", str(out))
+        code = (case["code"].replace("{repo}", str(decoy)).replace("{real_repo}", str(REPO_ROOT))
+                .replace("{out}", str(out)).replace("{home}", os.environ["HOME"])
                 .replace("{port}", str(server.port)).replace("{token}", TOKEN))
         write_notebook(insert_cell(bases[case["base"]], code, case.get("before")), folder / f"{name}.ipynb")
     write_notebook(bases["solution"], folder / "clean_solution.ipynb")
@@ -103,6 +129,7 @@ def corpus(tmp_path_factory, raw_config):
     finally:
         server.close()
     return {"results": {Path(r["submission"]).stem: r for r in results}, "out": out, "server": server,
+            "decoy": decoy, "survivors": descendants(os.getpid()),
             "leftover_dirs": set(Path(tempfile.gettempdir()).glob(f"nn4e-sandbox-{os.getpid()}-*")) - sandboxes_before}
 
 
@@ -111,7 +138,7 @@ def test_case_earns_only_its_honest_points(corpus, name):
     """Check a hostile submission's status and per-question points"""
     case = CASES[name]
     if name not in runnable_cases():
-        pytest.skip("the defence is bubblewrap, which is not installed")
+        pytest.skip(DEFENCES[case["needs"]][1])
     result = corpus["results"][name]
     assert result["status"] == case.get("status", "ok"), result["message"]
     points = {q: row["points"] for q, row in result["questions"].items() if not row["manual"]}
@@ -126,19 +153,28 @@ def test_clean_solution_in_the_same_batch_gets_full_marks(corpus):
 
 def test_nothing_left_on_the_host(corpus):
     """Check that no planted file, deleted file, sandbox folder or process survives the batch"""
-    assert not (REPO_ROOT / "PLANTED.txt").exists()
+    decoy = corpus["decoy"]
+    assert decoy_intact(decoy) and not (decoy / "PLANTED.txt").exists() and not (decoy / "grades.csv").exists()
     assert not (corpus["out"] / "PLANTED.txt").exists()
-    assert not Path(f"/tmp/PLANTED-{TOKEN}.txt").exists() or not LAYERS.bubblewrap
+    assert not Path(f"/tmp/PLANTED-{TOKEN}.txt").exists()
+    assert not (Path(os.environ["HOME"]) / f"PLANTED-{TOKEN}.txt").exists()
     assert (REPO_ROOT / "grading.yml").exists()
     verify(names=["spiral.csv"])
     assert corpus["leftover_dirs"] == set()
     assert sandbox_processes() == []
+    assert corpus["survivors"] == []
     grades = (corpus["out"] / "grades.csv").read_text()
     assert "1000" not in grades
 
 
 def test_no_connection_reached_the_host(corpus):
     """Check that the loopback server never saw a connection from a sandbox"""
-    if not LAYERS.bubblewrap:
-        pytest.skip("without bubblewrap the sandbox has the host's network")
+    if not DEFENCES["network"][0]:
+        pytest.skip(DEFENCES["network"][1])
     assert corpus["server"].connections == 0
+
+
+def test_results_record_the_layers(corpus):
+    """Check that every result names the layers that were active, and none ran unisolated"""
+    for result in corpus["results"].values():
+        assert result["sandbox"] == LAYERS.names and "unisolated" not in result["sandbox"]

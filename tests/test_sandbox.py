@@ -1,4 +1,6 @@
-"""The sandbox on its own: isolation from the repository and the network, limits, and cleanup."""
+"""The sandbox on its own: isolation from the repository and the network, limits, and cleanup.
+
+These run under whichever layers this machine offers; CI runs them again with each layer alone."""
 from __future__ import annotations
 
 import os
@@ -9,21 +11,33 @@ from pathlib import Path
 import pytest
 
 from autograder.config import REPO_ROOT, load_config
-from autograder.sandbox import Sandbox, SandboxDied, SandboxTimeout, detect_layers
+from autograder.isolation import detect_layers, prepared_host
+from autograder.sandbox import Sandbox, SandboxDied, SandboxTimeout
+from conftest import decoy_intact, decoy_repository
 
 LAYERS = detect_layers()
-needs_bwrap = pytest.mark.skipif(not LAYERS.bubblewrap, reason="bubblewrap is not installed")
+pytestmark = pytest.mark.skipif(not LAYERS.isolated, reason="no sandbox layer is available on this machine")
+blocks_network = pytest.mark.skipif(
+    not (LAYERS.bubblewrap or LAYERS.landlock >= 4 or LAYERS.private_network),
+    reason="no layer blocks TCP here (bubblewrap, Landlock ABI 4+, or root's network namespace)")
 
 
 def limits(**changes):
     return load_config().defaults.limits.model_copy(update=changes)
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """The data as grading sees it (a public copy when the uid layer is the only wall)."""
+    with prepared_host(LAYERS, REPO_ROOT, REPO_ROOT / "datasets", [tmp_path_factory.mktemp("private")]) as data:
+        yield data
+
+
 @pytest.fixture()
-def box():
-    sandbox = Sandbox("spiral", limits(cell_timeout_s=5), LAYERS, REPO_ROOT / "datasets")
+def box(data_dir):
+    sandbox = Sandbox("spiral", limits(cell_timeout_s=5), LAYERS, data_dir)
     sandbox.start()
-    sandbox.request({"op": "init", "seed": 0, "torch": False}, 60)
+    sandbox.initialise(seed=0, torch=False, timeout=60)
     yield sandbox
     sandbox.close()
 
@@ -38,17 +52,21 @@ def probe(box, code: str) -> dict:
     return reply["data"]["__dict__"]
 
 
-@needs_bwrap
-def test_repository_and_other_files_are_invisible(box):
-    """Check that student code cannot see solutions, grading.yml or the repository's tests"""
-    run(box, f"import os\nseen = [p for p in {[str(REPO_ROOT / n) for n in ('solutions', 'grading.yml', 'tests', 'autograder')]!r} if os.path.exists(p)]")
-    assert probe(box, "export(seen=get('seen'))") == [["seen", []]]
-    run(box, "import os\ndata = sorted(os.listdir('../../datasets'))\ncwd = os.getcwd()")
-    data = dict(probe(box, "export(data=get('data'), cwd=get('cwd'))"))
-    assert "spiral.csv" in data["data"] and data["cwd"] == "/sandbox/assignments/spiral"
+def test_repository_and_other_files_are_unreadable(box):
+    """Check that student code can read neither solutions, grading.yml nor the repository, but can read the data"""
+    targets = [str(REPO_ROOT / n) for n in ("solutions/spiral/checks.py", "grading.yml", "tests/conftest.py",
+                                           "autograder/grade.py", "README.md")] + [str(REPO_ROOT)]
+    run(box, "import os\nread = []\n"
+             f"for p in {targets!r}:\n"
+             "    try:\n        os.listdir(p) if os.path.isdir(p) else open(p, 'rb').read(1)\n        read.append(p)\n"
+             "    except OSError:\n        pass")
+    assert probe(box, "export(read=get('read'))") == [["read", []]]
+    run(box, "import os\ndata = sorted(os.listdir('../../datasets'))\nrows = open('../../datasets/spiral.csv').readline()")
+    data = dict(probe(box, "export(data=get('data'), rows=get('rows'))"))
+    assert "spiral.csv" in data["data"] and data["rows"]
 
 
-@needs_bwrap
+@blocks_network
 def test_no_network_even_loopback(box):
     """Check that a listening socket on the host's loopback is unreachable"""
     server = socket.socket()
@@ -63,14 +81,16 @@ def test_no_network_even_loopback(box):
         server.close()
 
 
-def test_writes_stay_in_the_throwaway_folder(box):
-    """Check that student files land in the sandbox folder, which is removed afterwards"""
-    target = REPO_ROOT / "planted-by-student.txt"
-    reply = run(box, f"open('mine.txt', 'w').write('x')\nopen({str(target)!r}, 'w').write('x')")
-    assert not target.exists()
-    assert (box.work / "mine.txt").exists()
-    if LAYERS.bubblewrap or LAYERS.unprivileged_user:
+def test_writes_stay_in_the_throwaway_folder(box, tmp_path):
+    """Check that student files land in the sandbox folder, which is removed afterwards, and nowhere else"""
+    decoy = decoy_repository(tmp_path / "decoy")
+    for target in (decoy / "planted-by-student.txt", decoy / "grading.yml"):
+        reply = run(box, f"open('mine.txt', 'w').write('x')\nopen({str(target)!r}, 'w').write('x')")
         assert not reply["ok"]
+    assert not run(box, f"import os\nos.remove({str(decoy / 'datasets' / 'spiral.csv')!r})")["ok"]
+    assert decoy_intact(decoy) and not (decoy / "planted-by-student.txt").exists()
+    assert (box.work / "mine.txt").exists()
+    run(box, "import tempfile\nwith tempfile.NamedTemporaryFile(delete=False) as f:\n    f.write(b'x')")
     folder = box.tmp
     box.close()
     assert not folder.exists()
@@ -138,7 +158,14 @@ def _owner(path: Path):
 
 
 def test_layers_are_reported():
-    """Check that the active layers always include the process layer"""
+    """Check that the active layers always include the process layer, and root always gets the uid layer with bubblewrap"""
     assert LAYERS.names[0] == "process"
-    if os.geteuid() == 0 and LAYERS.bubblewrap:
+    if os.geteuid() == 0 and LAYERS.bubblewrap and not os.environ.get("NN4E_SANDBOX_NO_USER"):
         assert "user" in LAYERS.names
+    if LAYERS.landlock:
+        assert f"landlock-abi{LAYERS.landlock}" in LAYERS.names
+
+
+def test_runner_confirms_landlock(box):
+    """Check that the runner reports the Landlock ABI it applied, which the grader requires to match"""
+    assert box.layers.landlock == LAYERS.landlock
