@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from .config import DEFAULT_CONFIG, REPO_ROOT, ConfigError, load_config
@@ -213,8 +217,18 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _private_torch_cache() -> None:
+    """Creating a torch optimizer makes torch's compiler cache folder, by default /tmp/torchinductor_<user>;
+    keep it in a folder of this run, removed at exit, so grading leaves nothing behind in /tmp."""
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="nn4e-torch-cache-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _private_torch_cache()
     # Ctrl-C: let the sandboxes' context managers kill their process groups on the way out.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:

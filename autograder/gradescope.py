@@ -2,7 +2,9 @@
 
 Gradescope's contract: the zip holds `setup.sh` (run once when the image is built) and
 `run_autograder` (run per submission, with the files in /autograder/submission), which writes
-/autograder/results/results.json. Ours installs the pinned environment and bubblewrap, then runs
+/autograder/results/results.json. Ours installs the pinned environment (which bundles bubblewrap),
+makes the source, the submission and the results private to root (Gradescope unpacks them
+world-readable, and the sandbox uid must not read the hidden checks), then runs
 `python -m autograder gradescope-run`, which grades the submission in the sandbox and writes one
 test per question, with each question's visibility taken from grading.yml.
 """
@@ -22,7 +24,7 @@ SETUP_SH = """#!/usr/bin/env bash
 # Runs once when Gradescope builds the autograder image.
 set -euo pipefail
 apt-get update -qq
-apt-get install -y -qq bubblewrap python3-venv >/dev/null
+apt-get install -y -qq python3-venv >/dev/null
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install --quiet -r /autograder/source/requirements.lock
 cd /autograder/source && /autograder/venv/bin/python -m autograder prepare-data
@@ -32,6 +34,9 @@ RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Runs once per submission: grade /autograder/submission, write /autograder/results/results.json.
 set -uo pipefail
 PYTHON="${{NN4E_PYTHON:-/autograder/venv/bin/python}}"  # override only to test outside Gradescope
+# Student code may run as another uid: nothing it must not see stays readable by other users.
+umask 077
+chmod -R go-rwx /autograder/source /autograder/submission /autograder/results
 cd /autograder/source
 "$PYTHON" -m autograder gradescope-run {aid} \\
     --submission /autograder/submission --results /autograder/results/results.json

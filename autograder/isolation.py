@@ -122,12 +122,14 @@ def sandbox_python() -> str:
         return str(executable.resolve())
 
 
-def _unreachable_by_others(path: Path) -> Path | None:
-    """The first folder on the way to `path` that other users cannot traverse, if any."""
-    for folder in [*reversed(path.parents), path]:
-        if folder.exists() and not os.stat(folder).st_mode & stat.S_IXOTH:
-            return folder
-    return None
+def traversal_blockers() -> list[Path]:
+    """Folders on the way to the interpreter that other users cannot enter (the uid layer needs none)."""
+    blocked = []
+    for prefix in interpreter_prefixes():
+        for folder in [*reversed(prefix.parents), prefix]:
+            if folder.exists() and not os.stat(folder).st_mode & stat.S_IXOTH and folder not in blocked:
+                blocked.append(folder)
+    return blocked
 
 
 def _netns_possible() -> bool:
@@ -173,11 +175,12 @@ def detect_layers(use_bwrap: bool = True, use_landlock: bool = True) -> Layers:
     elif bwrap:
         user = True  # bubblewrap binds the interpreter itself; no host path has to be reachable
     else:
-        blocked = next(filter(None, map(_unreachable_by_others, interpreter_prefixes())), None)
-        user = blocked is None
-        if blocked is not None:
-            off.append(f"user: the interpreter is under {blocked}, which other users cannot enter "
-                       f"(`chmod o+x {blocked}`, or use a Python installed outside it)")
+        blocked = traversal_blockers()
+        user = not blocked
+        if blocked:
+            names = " ".join(map(str, blocked))
+            off.append(f"user: the interpreter is under {names}, which other users cannot enter "
+                       f"(`chmod o+x {names}`, or use a Python installed outside it)")
     netns = as_root and not bwrap and _netns_possible()
     return Layers(bwrap=bwrap, landlock=abi, unprivileged_user=user, private_network=netns, off=tuple(off))
 

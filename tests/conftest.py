@@ -70,6 +70,15 @@ def decoy_intact(root: Path) -> bool:
                 "tests/submissions/spiral/solution.ipynb"))
 
 
+@pytest.fixture()
+def public_tmp():
+    """A temporary folder other users can reach (the suite's own temporary root is private)."""
+    folder = Path(tempfile.mkdtemp(prefix="nn4e-public-"))
+    os.chmod(folder, 0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 # -- the session guard ----------------------------------------------------------------------------
 SHARED_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")
 _GUARD: dict = {}
@@ -103,6 +112,8 @@ def pytest_configure(config):
     config.option.basetemp = str(_GUARD["root"] / "pytest")
     os.environ["HOME"] = str(_GUARD["root"] / "home")  # matplotlib's cache and the like land here
     Path(os.environ["HOME"]).mkdir()
+    # Verdicts create torch optimizers in this process, which make torch's compiler cache folder.
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(_GUARD["root"] / "torch-cache"))
     _GUARD["before"] = _snapshot()
 
 

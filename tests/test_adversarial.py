@@ -7,6 +7,7 @@ The corpus runs under whichever layers this machine offers; CI runs it again wit
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import socket
 import tempfile
@@ -19,7 +20,7 @@ import yaml
 from autograder.config import REPO_ROOT
 from autograder.data import verify
 from autograder.grade import grade_batch, make_job
-from autograder.isolation import BASE_UID, UID_RANGE, detect_layers
+from autograder.isolation import BASE_UID, UID_RANGE, Layers, detect_layers
 from autograder.submissions import discover
 from conftest import SUBMISSIONS, config_with, decoy_intact, decoy_repository, load_notebook, write_notebook
 
@@ -178,3 +179,28 @@ def test_results_record_the_layers(corpus):
     """Check that every result names the layers that were active, and none ran unisolated"""
     for result in corpus["results"].values():
         assert result["sandbox"] == LAYERS.names and "unisolated" not in result["sandbox"]
+
+
+def test_canaries_fire_without_isolation(tmp_path, raw_config):
+    """Check that the read and network canaries do cost points with no isolation, so full marks above prove a defence held"""
+    decoy = decoy_repository(tmp_path / "decoy")
+    server = LoopbackServer()
+    base = load_notebook(SUBMISSIONS / "spiral" / "solution.ipynb")
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    for name in ("read_hidden_files", "network_exfiltration"):
+        case = CASES[name]
+        code = (case["code"].replace("{repo}", str(decoy)).replace("{real_repo}", str(REPO_ROOT))
+                .replace("{port}", str(server.port)))
+        write_notebook(insert_cell(base, code, case.get("before")), folder / f"{name}.ipynb")
+    job = dataclasses.replace(make_job("spiral", config_with(raw_config), jobs=2),
+                              layers=Layers(off=("turned off for this test",)), allow_unisolated=True)
+    try:
+        results = {Path(r["submission"]).stem: r for r in
+                   grade_batch(job, discover([folder]), tmp_path / "out", progress=False)}
+    finally:
+        server.close()
+    for name in ("read_hidden_files", "network_exfiltration"):
+        assert results[name]["total"] < sum(CASES[name]["points"].values()), name
+        assert "unisolated" in results[name]["sandbox"]
+    assert server.connections > 0

@@ -183,3 +183,29 @@ def test_ctrl_c_leaves_no_partial_files_or_processes(tmp_path):
     assert not list(out.rglob("*.tmp")), "half-written files were left behind"
     for path in (out / "results").glob("*.json"):
         assert json.loads(path.read_text())["status"] == "ok"
+
+
+NO_LAYERS = {"NN4E_SANDBOX_NO_BWRAP": "1", "NN4E_SANDBOX_NO_LANDLOCK": "1", "NN4E_SANDBOX_NO_USER": "1"}
+
+
+def test_grade_refuses_without_isolation(tmp_path, monkeypatch, capsys):
+    """Check that with every isolation layer off, grade exits 2 naming what to enable, and grades nothing"""
+    for name, value in NO_LAYERS.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "out"
+    assert main(["grade", "spiral", str(SOLUTION), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--allow-unisolated" in err and "bubblewrap" in err and "Landlock" in err
+    assert not (out / "grades.csv").exists()
+
+
+def test_allow_unisolated_records_it_in_every_result(tmp_path, monkeypatch, capsys):
+    """Check that --allow-unisolated grades, warns, and marks each result as unisolated"""
+    for name, value in NO_LAYERS.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "out"
+    assert main(["grade", "spiral", str(SUBMISSIONS / "spiral" / "blank.ipynb"), "--out", str(out),
+                 "--allow-unisolated"]) == 0
+    assert "WITHOUT filesystem isolation" in capsys.readouterr().err
+    stored = json.loads((out / "results" / "blank.ipynb.json").read_text())
+    assert "unisolated" in stored["sandbox"]

@@ -7,10 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
 from autograder.gradescope import build_gradescope_zip, unpack_like_gradescope
+from autograder.isolation import BASE_UID, detect_layers, find_bwrap, readable_by
 from conftest import SUBMISSIONS
 
 pytestmark = pytest.mark.slow
@@ -35,15 +38,23 @@ def validate_results_json(data: dict) -> None:
         assert test.get("status", "passed") in ("passed", "failed")
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="binding a folder at /autograder needs bubblewrap")
+BWRAP, _ = find_bwrap()
+
+
+def run_like_gradescope(root: Path, env: dict) -> subprocess.CompletedProcess:
+    """Run run_autograder with `root` bound at /autograder, as Gradescope lays it out."""
+    return subprocess.run([BWRAP, "--dev-bind", "/", "/", "--bind", str(root), "/autograder",
+                           "/autograder/run_autograder"], capture_output=True, text=True,
+                          env={**os.environ, "NN4E_PYTHON": sys.executable, **env}, timeout=900)
+
+
+@pytest.mark.skipif(BWRAP is None, reason="binding a folder at /autograder needs bubblewrap")
 @pytest.mark.parametrize("name, expected", [("solution.ipynb", 11), ("softmax_at_end.ipynb", 9)])
 def test_run_autograder_like_gradescope(tmp_path, config, name, expected):
     """Check results.json from run_autograder against Gradescope's fields and the local score"""
     root = unpack_like_gradescope(build_gradescope_zip("spiral", config, tmp_path), tmp_path / "autograder")
     shutil.copy2(SUBMISSIONS / "spiral" / name, root / "submission" / name)
-    env = {**os.environ, "NN4E_PYTHON": sys.executable}
-    done = subprocess.run(["bwrap", "--dev-bind", "/", "/", "--bind", str(root), "/autograder",
-                           "/autograder/run_autograder"], capture_output=True, text=True, env=env, timeout=900)
+    done = run_like_gradescope(root, {})
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads((root / "results" / "results.json").read_text())
     validate_results_json(data)
@@ -62,3 +73,29 @@ def test_otter_bundle_still_works_with_otter_run(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     scored = [t for t in results["tests"] if "max_score" in t]
     assert scored and all(t["score"] == t["max_score"] for t in scored)
+
+
+UID_ONLY = {"NN4E_SANDBOX_NO_BWRAP": "1", "NN4E_SANDBOX_NO_LANDLOCK": "1"}
+
+
+@pytest.mark.skipif(BWRAP is None, reason="binding a folder at /autograder needs bubblewrap")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid layer needs root, as on Gradescope")
+def test_gradescope_with_only_the_uid_layer_hides_the_source(tmp_path, public_tmp, config):
+    """Check that with bubblewrap and Landlock off, the sandbox uid can read neither the source, the results nor the submission"""
+    with patch.dict(os.environ, UID_ONLY):
+        layers = detect_layers()
+    if not layers.unprivileged_user:
+        pytest.skip("; ".join(layers.off))
+    # Laid out where every other user can reach it, as /autograder is: only run_autograder and the
+    # grader may hide it.
+    root = unpack_like_gradescope(build_gradescope_zip("spiral", config, tmp_path), public_tmp / "autograder")
+    shutil.copy2(SUBMISSIONS / "spiral" / "solution.ipynb", root / "submission" / "solution.ipynb")
+    for folder, dirs, files in os.walk(root):
+        os.chmod(folder, 0o755)
+    assert readable_by(BASE_UID, [root / "source" / "grading.yml"]) != []  # exposed before the run
+    done = run_like_gradescope(root, UID_ONLY)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((root / "results" / "results.json").read_text())["score"] == 11
+    hidden = [root / "source" / "grading.yml", root / "source" / "solutions", root / "source",
+              root / "results" / "results.json", root / "submission" / "solution.ipynb", root / "submission"]
+    assert readable_by(BASE_UID, hidden) == []

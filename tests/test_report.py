@@ -88,3 +88,18 @@ def test_report_renders_in_headless_chromium(results_dirs, tmp_path, config):
     subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", path.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_unisolated_results_are_flagged(tmp_path, config):
+    """Check that the report warns about, and names, every submission graded without isolation"""
+    spiral = config.assignment("spiral")
+    maxima = {q: (s.points, s.points) for q, s in spiral.questions.items() if not s.manual}
+    store = ResultStore(tmp_path / "spiral", spiral)
+    for name, layers in (("safe.ipynb", ["process", "bubblewrap"]), ("risky.ipynb", ["process", "unisolated"])):
+        result = fake_result("spiral", name, maxima)
+        result["sandbox"] = layers
+        store.write(Submission(tmp_path / name, name), result)
+    page = build_report(config, load_results([tmp_path / "spiral"]), tmp_path / "report").read_text()
+    warning = re.search(r'<p class="warning">(.*?)</p>', page, re.S)
+    assert warning and "without filesystem isolation" in warning.group(1)
+    assert "risky.ipynb" in warning.group(1) and "safe.ipynb" not in warning.group(1)
