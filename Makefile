@@ -1,14 +1,22 @@
 # Neural Networks for Engineers: course repository and sandboxed autograder.
 #   make demo   set up .venv, build every assignment, grade the canned submissions, write the report
 #   make test   run the whole test suite (what CI runs)
+# Supported Pythons: 3.11.2 and later 3.11, 3.12, 3.13 (requires-python in pyproject.toml).
+# Choose one with PYTHON, e.g. `make demo PYTHON=python3.12`; VENV names the environment folder.
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast build grade report release validate clean
+.PHONY: demo test test-fast build grade report release validate clean check-python lock
+
+# Before anything is installed: an unsupported interpreter stops here with the versions that work.
+check-python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: no interpreter named '$(PYTHON)'; choose one with PYTHON=, e.g. make demo PYTHON=python3.12" >&2; exit 2; }
+	@$(PYTHON) tools/check_python.py
 
 $(STAMP): requirements.lock pyproject.toml
+	@$(MAKE) --no-print-directory check-python
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
@@ -49,6 +57,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# Re-resolve requirements.lock from requirements.txt for every supported Python at once.
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile --universal --python-version 3.11.2 requirements.txt -o requirements.lock \
+	  --custom-compile-command "make lock"
 
 clean:
 	rm -rf results build release .pytest_cache

@@ -14,11 +14,15 @@ from .config import REPO_ROOT, GradingConfig
 from .data import DATA_DIR, MNIST_FILES, TOY_FILES, prepare
 
 STUDENT_REQUIREMENTS = """\
-# Packages for the course notebooks (the versions the course was tested with).
+# Packages for the course notebooks (the versions the course was tested with), for Python 3.10 to
+# 3.13. numpy and matplotlib dropped Python 3.10 in the versions the course uses on 3.11+, so 3.10
+# gets the last release that supports it.
 torch==2.14.1
 torchvision==0.29.1
-numpy==2.4.6
-matplotlib==3.11.2
+numpy==2.4.6; python_version >= "3.11"
+numpy==2.2.6; python_version < "3.11"
+matplotlib==3.11.2; python_version >= "3.11"
+matplotlib==3.10.9; python_version < "3.11"
 otter-grader==7.0.0
 jupyterlab
 """
@@ -28,9 +32,21 @@ STUDENT_README = """\
 
 ## Install (once)
 
+Python 3.10, 3.11, 3.12 or 3.13 (`python3 --version`). On a JupyterHub your course set up, the
+packages may be installed already; ask your instructor.
+
     python3 -m venv .venv
     source .venv/bin/activate          # Windows: .venv\\Scripts\\activate
     pip install -r requirements.txt
+
+On Linux, plain `pip install` fetches PyTorch built for NVIDIA GPUs, about 6 GB with its CUDA
+libraries. The course runs on a CPU; the CPU-only build is under 1 GB. To get it, install torch
+and torchvision from PyTorch's CPU index first, then the rest:
+
+    pip install torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu
+    pip install -r requirements.txt
+
+(macOS and Windows get a CPU build from plain `pip install` anyway.)
 
 ## Work on an assignment
 

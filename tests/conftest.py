@@ -79,6 +79,29 @@ def public_tmp():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def real_home() -> Path:
+    """The home folder the suite was started with (the suite itself runs with a private one)."""
+    return Path(_GUARD.get("home") or Path.home())
+
+
+def suite_folder(name: str) -> Path:
+    """A folder in the suite's private temporary root, removed when the session ends."""
+    folder = Path(_GUARD.get("root") or tempfile.gettempdir()) / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def installed_python(version: str) -> str | None:
+    """A working Python `version` (e.g. "3.10") on this machine: under pyenv, or on PATH."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", real_home() / ".pyenv"))
+    candidates = [str(p) for p in sorted(pyenv.glob(f"versions/{version}.*/bin/python{version}"))]
+    candidates += [found] if (found := shutil.which(f"python{version}")) else []
+    for candidate in candidates:  # a pyenv shim on PATH fails when that version is not selected
+        if subprocess.run([candidate, "-c", ""], capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
 # -- the session guard ----------------------------------------------------------------------------
 SHARED_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")
 _GUARD: dict = {}

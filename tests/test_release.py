@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
 from autograder.release import release
+from conftest import installed_python, suite_folder
+from release_smoke import first_cells_and_check
 from test_hygiene import MARKERS, source
 
 
@@ -33,25 +39,41 @@ def test_release_holds_only_student_material(released, config):
     assert "otter-grader==7.0.0" in (folder / "requirements.txt").read_text()
 
 
+def assert_smoke(report: dict, aid: str) -> None:
+    assert "tooling: None" in report["probe"], aid
+    assert report["init_errors"] == [], aid
+    assert "q1" in report["check"] and "results" in report["check"], report["check"][:500]
+
+
 @pytest.mark.slow
 def test_student_runs_first_cells_and_check_without_project_tooling(released, config):
     """Check that each released notebook's init cell and first grader.check run in a plain kernel"""
-    import nbformat
-    from nbclient import NotebookClient
-
     folder, _ = released
     for aid in config.assignments:
-        path = folder / "assignments" / aid / f"{aid}.ipynb"
-        notebook = nbformat.read(path, as_version=4)
-        first_check = next(i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and "grader.check(" in c.source)
-        probe = nbformat.v4.new_code_cell(
-            "import importlib.util\nprint('tooling:', importlib.util.find_spec('autograder'))")
-        notebook.cells = [probe, *notebook.cells[:first_check + 1]]
-        client = NotebookClient(notebook, timeout=300, kernel_name="python3", allow_errors=True,
-                                resources={"metadata": {"path": str(path.parent)}})
-        client.execute()
-        outputs = lambda cell: "".join(o.get("text", "") + json.dumps(o.get("data", {})) for o in cell.outputs)  # noqa: E731
-        assert "tooling: None" in outputs(notebook.cells[0])
-        assert not any(o.get("output_type") == "error" for o in notebook.cells[1].outputs), aid
-        check_output = outputs(notebook.cells[-1])
-        assert "q1" in check_output and "results" in check_output, check_output[:500]
+        assert_smoke(first_cells_and_check(str(folder / "assignments" / aid / f"{aid}.ipynb")), aid)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ["3.10", "3.13"])
+def test_release_requirements_install_on_other_pythons(released, tmp_path, version):
+    """Check that the release's requirements.txt installs in a fresh venv of the oldest and newest supported Python, and a notebook's first cells and check run there"""
+    python = installed_python(version)
+    if python is None:
+        pytest.skip(f"Python {version} is not installed here")
+    folder, _ = released
+    venv = tmp_path / "venv"
+    uv = Path(sys.executable).parent / "uv"
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_CACHE_DIR": str(suite_folder("uv-cache"))}
+    subprocess.run([str(uv), "venv", "--quiet", "--python", python, str(venv)], check=True, env=env, timeout=120)
+    install = subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+                              "-r", str(folder / "requirements.txt")], capture_output=True, text=True, env=env,
+                             timeout=1800)
+    assert install.returncode == 0, install.stderr[-2000:]
+    notebook = folder / "assignments" / "spiral" / "spiral.ipynb"
+    done = subprocess.run([str(venv / "bin" / "python"), str(Path(__file__).parent / "release_smoke.py"), str(notebook)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["python"].startswith(version)
+    assert_smoke(report, "spiral")
