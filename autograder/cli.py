@@ -94,7 +94,7 @@ def cmd_build(args) -> int:
 
 def cmd_grade(args) -> int:
     from .data import prepare
-    from .grade import grade_batch, make_job
+    from .grade import DiskFull, grade_batch, make_job
     from .submissions import discover
 
     from .isolation import Unisolated
@@ -131,6 +131,9 @@ def cmd_grade(args) -> int:
     except Unisolated as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DiskFull as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if not job.layers.isolated:
         print("warning: graded WITHOUT filesystem isolation (--allow-unisolated); every result records it",
               file=sys.stderr)

@@ -33,6 +33,9 @@ class Limits(Strict):
     max_open_files: int = Field(ge=16)
     max_file_size_mb: int = Field(ge=1, description="largest file student code may write, MiB")
     max_notebook_mb: float = Field(gt=0, description="largest submission accepted, MiB")
+    disk_mb: int = Field(default=512, ge=16, description="all files of one submission together (working "
+                                                         "folder, private tmp, /dev/shm), MiB")
+    max_files: int = Field(default=20000, ge=100, description="files and folders one submission may create")
 
 
 class LimitsOverride(Strict):
@@ -45,6 +48,8 @@ class LimitsOverride(Strict):
     max_open_files: int | None = Field(default=None, ge=16)
     max_file_size_mb: int | None = Field(default=None, ge=1)
     max_notebook_mb: float | None = Field(default=None, gt=0)
+    disk_mb: int | None = Field(default=None, ge=16)
+    max_files: int | None = Field(default=None, ge=100)
 
 
 class Defaults(Strict):
@@ -52,6 +57,8 @@ class Defaults(Strict):
     seed: int = Field(ge=0, lt=2**32)
     device: Literal["cpu", "auto"] = "cpu"
     jobs: int | None = Field(default=None, ge=1, description="parallel submissions; default: CPU count")
+    min_free_disk_mb: int = Field(default=1024, ge=0, description="a batch stops before a submission when "
+                                                                  "less disk than this is free")
 
 
 class Question(Strict):

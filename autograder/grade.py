@@ -11,7 +11,9 @@ import hashlib
 import json
 import os
 import queue
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -130,7 +132,10 @@ def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> dict:
                     reply = box.request({"op": "run", "index": len(result["cell_errors"]), "source": step.source},
                                         min(limits.cell_timeout_s, remaining))
                     if not reply.get("ok"):
-                        result["cell_errors"].append(f"{step.label}: {str(reply.get('error', ''))[:300]}")
+                        error = str(reply.get("error", ""))[:300]
+                        if "No space left on device" in error:  # a full tmpfs under bubblewrap
+                            error = f"disk limit reached ({limits.disk_mb} MiB): {error}"
+                        result["cell_errors"].append(f"{step.label}: {error}")
                     continue
                 shared: dict = {}  # checks with the same probe and inputs share one probe run
                 for number, check in enumerate(suite.for_question(step.question)):
@@ -294,14 +299,34 @@ class Progress:
                   file=self.stream, flush=True)
 
 
+class DiskFull(RuntimeError):
+    """Too little disk is free to grade on; what was finished is on disk, and a rerun resumes."""
+
+
+def free_space_problem(out: Path, minimum_mb: int) -> str:
+    """Why grading must not go on for lack of disk (results folder or temporary folder), or ""."""
+    for folder in dict.fromkeys([out, Path(tempfile.gettempdir())]):
+        free = shutil.disk_usage(folder).free
+        if free < minimum_mb * 2**20:
+            return (f"only {free / 2**20:.0f} MiB of disk is free in {folder}, less than "
+                    f"defaults.min_free_disk_mb ({minimum_mb} MiB) in grading.yml")
+    return ""
+
+
 def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force: bool = False,
                 progress: bool = True, reuse: bool = False) -> list[dict]:
     """Grade every submission (in parallel), writing each result as soon as it is done.
 
     Raises `isolation.Unisolated` before grading anything when no sandbox layer isolates the
-    filesystem and the job does not allow that. With `reuse`, verdicts are recomputed from each
-    submission's stored probe data, and only submissions whose checks need new data run again.
+    filesystem and the job does not allow that. Free disk is checked before the batch and before
+    each submission: below `defaults.min_free_disk_mb` the batch stops with `DiskFull`, keeping
+    every finished result and writing nothing half-way. With `reuse`, verdicts are recomputed from
+    each submission's stored probe data, and only submissions whose checks need new data run again.
     """
+    out.mkdir(parents=True, exist_ok=True)
+    problem = free_space_problem(out, job.config.defaults.min_free_disk_mb)
+    if problem:
+        raise DiskFull(f"{problem}: nothing was graded; free some space and run the same command again")
     private = [out, *{s.path.parent for s in submissions}]
     with prepared_host(job.layers, REPO_ROOT, job.data_dir, private, job.allow_unisolated) as data_dir:
         return _grade_batch(dataclasses.replace(job, data_dir=data_dir), submissions, out, force, progress, reuse)
@@ -316,6 +341,7 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], out: Path, forc
         slots.put(slot)
     fingerprint = job.fingerprint()
     stopping = threading.Event()  # set on Ctrl-C: results of killed runs must not be saved
+    disk_full: list[str] = []     # set when free disk ran low: no new submission starts
 
     def work(submission: Submission) -> dict:
         previous = None if force else store.reusable(submission, fingerprint)
@@ -332,7 +358,12 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], out: Path, forc
                     meter.update(regraded, reused=True)
                 return regraded
         slot = slots.get()
-        if stopping.is_set():
+        if stopping.is_set() or disk_full:
+            slots.put(slot)
+            return {}
+        problem = free_space_problem(out, job.config.defaults.min_free_disk_mb)
+        if problem:
+            disk_full.append(problem)
             slots.put(slot)
             return {}
         try:
@@ -361,6 +392,12 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], out: Path, forc
         close_all()
         raise
     pool.shutdown()
+    if disk_full:
+        graded = [r for r in results if r]
+        if graded:
+            store.write_csv(graded)
+        raise DiskFull(f"{disk_full[0]}: stopped after {len(graded)} of {len(submissions)} submission(s); "
+                       "their results are kept. Free some space and run the same command again: it resumes")
     store.write_csv(results)
     return results
 

@@ -50,6 +50,7 @@ DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 # Folders every user may write to on the host: without bubblewrap, a sandbox uid's files there are
 # removed after the run.
 SHARED_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
+DISK_POLL_S = 0.05
 
 
 _ACTIVE: set["Sandbox"] = set()
@@ -95,7 +96,16 @@ def _scrubbed_env(home: str, tmpdir: str, threads: int, device: str) -> dict[str
     return env
 
 
-def _bwrap_args(bwrap: str, work: Path, inside_work: Path, grader_dir: Path, data_dir: Path | None) -> list[str]:
+def _tmpfs_sizes(limits: Limits) -> dict[str, int]:
+    """Bytes of each size-capped tmpfs under bubblewrap; together they are the disk budget."""
+    total = limits.disk_mb * 2**20
+    return {"work": total // 2, "/tmp": total // 4, "/dev/shm": total - total // 2 - total // 4}
+
+
+def _bwrap_args(bwrap: str, limits: Limits, inside_work: Path, grader_dir: Path, data_dir: Path | None) -> list[str]:
+    """Arguments for bubblewrap. Everything the sandbox can write is a tmpfs of fixed size, so a
+    submission that fills its disk gets "No space left on device" instead of filling the host's."""
+    sizes = _tmpfs_sizes(limits)
     args = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
     made: set[str] = set()
@@ -112,7 +122,9 @@ def _bwrap_args(bwrap: str, work: Path, inside_work: Path, grader_dir: Path, dat
         if os.path.exists(system_dir):
             args.extend(["--ro-bind", system_dir, system_dir])
     # The private /tmp comes before the interpreter's binds: a venv under /tmp must stay visible.
-    args.extend(["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"])
+    args.extend(["--proc", "/proc", "--dev", "/dev",
+                 "--perms", "1777", "--size", str(sizes["/dev/shm"]), "--tmpfs", "/dev/shm",
+                 "--perms", "1777", "--size", str(sizes["/tmp"]), "--tmpfs", "/tmp"])
     made.add("/tmp")
     for prefix in interpreter_prefixes():
         parents_of(prefix)
@@ -123,7 +135,8 @@ def _bwrap_args(bwrap: str, work: Path, inside_work: Path, grader_dir: Path, dat
         parents_of(SANDBOX_ROOT / "datasets")
         args.extend(["--ro-bind", str(data_dir), str(SANDBOX_ROOT / "datasets")])
     parents_of(inside_work)
-    args.extend(["--bind", str(work), str(inside_work), "--chdir", str(inside_work)])
+    args.extend(["--perms", "1777", "--size", str(sizes["work"]), "--tmpfs", str(inside_work),
+                 "--chdir", str(inside_work)])
     return args
 
 
@@ -236,7 +249,7 @@ class Sandbox:
         if self.layers.bubblewrap:
             inside_work = SANDBOX_ROOT / "assignments" / self.assignment_id
             env = _scrubbed_env("/tmp", "/tmp", self.threads, self.device)
-            command = _bwrap_args(self.layers.bwrap, self.work, inside_work, self.tmp / "grader", self.data_dir)
+            command = _bwrap_args(self.layers.bwrap, self.limits, inside_work, self.tmp / "grader", self.data_dir)
             command += [*python, str(GRADER_DIR_INSIDE / "runner.py")]
         else:
             env = _scrubbed_env(str(self.home), str(self.home / "tmp"), self.threads, self.device)
@@ -255,6 +268,8 @@ class Sandbox:
                 cwd=self.work, env=env, start_new_session=True, preexec_fn=preexec,
             )
             _ACTIVE.add(self)
+        self.disk_exceeded = ""
+        threading.Thread(target=self._watch_disk, args=(self.proc,), daemon=True).start()
 
     def initialise(self, seed: int, threads: int = 1, torch: bool = True, timeout: float = 120) -> dict:
         """Start the notebook's shell; the runner applies Landlock first, and must confirm it did."""
@@ -266,6 +281,46 @@ class Sandbox:
             raise SandboxBroken(f"the runner applied Landlock ABI {reply.get('landlock', 0)}, "
                                 f"not {self.layers.landlock}: refusing to run the notebook")
         return reply
+
+    # -- the disk budget -----------------------------------------------------------------------
+    def disk_usage(self, proc: subprocess.Popen) -> tuple[int, int]:
+        """(bytes, files and folders) the submission has written so far."""
+        if self.layers.bubblewrap:
+            return _tmpfs_usage(proc.pid, [str(SANDBOX_ROOT / "assignments" / self.assignment_id), "/tmp", "/dev/shm"])
+        roots = [self.work, self.home]
+        total = [0, 0]
+        for root in roots:
+            _add_tree(str(root), total)
+        if self.uid is not None:  # without bubblewrap or Landlock, the uid may also write in /tmp
+            for shared in SHARED_WRITABLE:
+                _add_tree(shared, total, owner=self.uid)
+        return total[0], total[1]
+
+    def _watch_disk(self, proc: subprocess.Popen) -> None:
+        """Kill the sandbox once it has written more than its budget (bytes or files).
+
+        Under bubblewrap the tmpfs sizes cap the bytes, and this caps the number of files. Without
+        bubblewrap nothing stops a write as it happens, so the submission is stopped at half its
+        budget: the other half absorbs what a fast writer adds between two checks (`DISK_POLL_S`;
+        about 100-170 MB was measured on a fast disk).
+        """
+        budget, files = self.limits.disk_mb * 2**20, self.limits.max_files
+        if not self.layers.bubblewrap:
+            budget //= 2
+        while proc.poll() is None:
+            try:
+                used, count = self.disk_usage(proc)
+            except OSError:
+                used, count = 0, 0
+            if used > budget or count > files:
+                self.disk_exceeded = (f"disk limit reached ({used / 2**20:.0f} MiB in {count} files; the limit is "
+                                      f"{self.limits.disk_mb} MiB and {files} files)")
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                return
+            time.sleep(DISK_POLL_S)
 
     # -- protocol --------------------------------------------------------------------------
     def request(self, message: dict, timeout: float) -> dict:
@@ -316,6 +371,8 @@ class Sandbox:
             name = signal.Signals(-code).name
             hint = {"SIGKILL": " (killed; often the memory limit)", "SIGSEGV": " (segmentation fault)",
                     "SIGXCPU": " (CPU-time limit)"}.get(name, "")
+            if getattr(self, "disk_exceeded", ""):
+                return self.disk_exceeded
             return f"the notebook's process died with {name}{hint}"
         return f"the notebook's process exited with code {code}" + self._startup_error()
 
@@ -469,3 +526,42 @@ def _kill_children_except(me: int, runners: set[int]) -> bool:
             pass
     return found
 
+
+
+def _add_tree(root: str, total: list[int], owner: int | None = None) -> None:
+    """Add the bytes allocated under `root` and the number of entries to `total`; with `owner`,
+    only entries of that uid (and everything under them), as in a shared folder such as /tmp."""
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if owner is not None and info.st_uid != owner:
+            continue
+        total[0] += info.st_blocks * 512
+        total[1] += 1
+        if entry.is_dir(follow_symlinks=False):
+            _add_tree(entry.path, total)
+
+
+def _tmpfs_usage(bwrap_pid: int, mounts: list[str]) -> tuple[int, int]:
+    """Bytes and inodes used in the sandbox's tmpfs mounts, read through a sandboxed process's root.
+
+    The outer bwrap process stays in the host's mount namespace; its child is in the sandbox's.
+    """
+    try:
+        children = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()
+    except OSError:
+        return 0, 0
+    if not children:
+        return 0, 0
+    used = files = 0
+    for mount in mounts:
+        stats = os.statvfs(f"/proc/{children[0]}/root{mount}")
+        used += (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+        files += stats.f_files - stats.f_ffree
+    return used, files

@@ -29,6 +29,10 @@ def test_repository_config_is_valid(config):
     (lambda d: d["assignments"].update(cnn=d["assignments"]["spiral"]), "unknown assignment id 'cnn'", "expected one of"),
     (lambda d: d["defaults"].update(device="gpu"), "defaults.device", "'cpu' or 'auto'"),
     (lambda d: d["defaults"]["limits"].update(memory_mb=-1), "defaults.limits.memory_mb", "greater than or equal"),
+    (lambda d: d["defaults"]["limits"].update(disk_mb=4), "defaults.limits.disk_mb", "greater than or equal"),
+    (lambda d: d["assignments"]["spiral"].setdefault("limits", {}).update(max_files=10),
+     "assignments.spiral.limits.max_files", "greater than or equal"),
+    (lambda d: d["defaults"].update(min_free_disk_mb=-5), "defaults.min_free_disk_mb", "greater than or equal"),
     (lambda d: d["assignments"]["spiral"]["thresholds"].update({"Min-Acc": 0.5}), "assignments.spiral.thresholds", "lower_snake_case"),
 ])
 def test_bad_config_names_key_path(tmp_path, raw_config, mutate, where, what):

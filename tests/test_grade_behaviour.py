@@ -209,3 +209,29 @@ def test_allow_unisolated_records_it_in_every_result(tmp_path, monkeypatch, caps
     assert "WITHOUT filesystem isolation" in capsys.readouterr().err
     stored = json.loads((out / "results" / "blank.ipynb.json").read_text())
     assert "unisolated" in stored["sandbox"]
+
+
+def test_a_full_disk_stops_the_batch_cleanly(tmp_path, config, monkeypatch, capsys):
+    """Check that when free disk runs low mid-batch, grading stops with exit 1, keeps finished results and leaves no partial file"""
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    for name in ("a.ipynb", "b.ipynb", "c.ipynb"):
+        (folder / name).write_bytes((SUBMISSIONS / "spiral" / "blank.ipynb").read_bytes())
+    real = grade_module.shutil.disk_usage
+    out = tmp_path / "out"
+
+    def shrinking(path):
+        # Plenty of space until the first result is written, then almost none.
+        usage = real(path)
+        results = out / "results"
+        return usage._replace(free=10 * 2**20 if results.exists() and any(results.iterdir()) else usage.free)
+
+    monkeypatch.setattr(grade_module.shutil, "disk_usage", shrinking)
+    assert main(["grade", "spiral", str(folder), "--out", str(out), "--jobs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "min_free_disk_mb" in err and "stopped after 1 of 3" in err and "run the same command again" in err
+    assert sorted(p.name for p in (out / "results").iterdir()) == ["a.ipynb.json"]
+    assert not list(out.rglob("*.tmp"))
+    monkeypatch.setattr(grade_module.shutil, "disk_usage", real)
+    assert main(["grade", "spiral", str(folder), "--out", str(out), "--jobs", "1"]) == 0  # the rerun resumes
+    assert len(list((out / "results").iterdir())) == 3
