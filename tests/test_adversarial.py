@@ -38,6 +38,13 @@ DEFENCES = {
 }
 
 
+def walk_roots(*grader_paths: Path) -> list[str]:
+    """Where the read case searches for hidden files (see cases.yml)."""
+    if LAYERS.uid_only:
+        return [str(REPO_ROOT), *map(str, grader_paths)]
+    return ["/"]
+
+
 def runnable_cases() -> dict:
     return {name: case for name, case in CASES.items() if DEFENCES.get(case.get("needs"), (True,))[0]}
 
@@ -144,6 +151,7 @@ def corpus(tmp_path_factory, raw_config):
     for name, case in runnable_cases().items():
         code = (case["code"].replace("{repo}", str(decoy)).replace("{real_repo}", str(REPO_ROOT))
                 .replace("{out}", str(out)).replace("{home}", os.environ["HOME"])
+                .replace("{walk_roots}", repr(walk_roots(decoy, out, folder)))
                 .replace("{port}", str(server.port)).replace("{token}", TOKEN))
         write_notebook(insert_cell(bases[case["base"]], code, case.get("before")), folder / f"{name}.ipynb")
     write_notebook(bases["solution"], folder / "clean_solution.ipynb")
@@ -230,7 +238,7 @@ def test_canaries_fire_without_isolation(tmp_path, raw_config):
     for name in ("read_hidden_files", "network_exfiltration"):
         case = CASES[name]
         code = (case["code"].replace("{repo}", str(decoy)).replace("{real_repo}", str(REPO_ROOT))
-                .replace("{port}", str(server.port)))
+                .replace("{walk_roots}", repr(walk_roots(decoy, folder))).replace("{port}", str(server.port)))
         write_notebook(insert_cell(base, code, case.get("before")), folder / f"{name}.ipynb")
     job = dataclasses.replace(make_job("spiral", config_with(raw_config), jobs=2),
                               layers=Layers(off=("turned off for this test",)), allow_unisolated=True)
