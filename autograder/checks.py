@@ -147,12 +147,20 @@ def integer(value, name: str) -> int:
     return int(result)
 
 
+def _scalar_like(value) -> bool:
+    """A plain number, or an exported one-element array or tensor."""
+    if isinstance(value, Array):
+        return value.values.size == 1
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def numbers(value, name: str, *, min_len: int = 1) -> np.ndarray:
-    """A list of finite numbers, as float64."""
+    """A list of finite numbers, as float64. A list of one-element tensors (a history of
+    `loss` instead of `loss.item()`) is as good as a list of floats."""
     if isinstance(value, Array):
         values = np.asarray(value.values, dtype=np.float64).ravel()
-    elif isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        values = np.asarray(value, dtype=np.float64)
+    elif isinstance(value, list) and all(_scalar_like(v) for v in value):
+        values = np.asarray([number(v, name) for v in value], dtype=np.float64)
     else:
         raise Fail(f"`{name}` should be a list of numbers")
     expect(values.size >= min_len, f"`{name}` is empty" if min_len == 1 else
