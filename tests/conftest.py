@@ -94,7 +94,10 @@ def suite_folder(name: str) -> Path:
 def installed_python(version: str) -> str | None:
     """A working Python `version` (e.g. "3.10") on this machine: under pyenv, or on PATH."""
     pyenv = Path(os.environ.get("PYENV_ROOT", real_home() / ".pyenv"))
-    candidates = [str(p) for p in sorted(pyenv.glob(f"versions/{version}.*/bin/python{version}"))]
+    try:
+        candidates = [str(p) for p in sorted(pyenv.glob(f"versions/{version}.*/bin/python{version}"))]
+    except OSError:  # another user's pyenv
+        candidates = []
     candidates += [found] if (found := shutil.which(f"python{version}")) else []
     for candidate in candidates:  # a pyenv shim on PATH fails when that version is not selected
         if subprocess.run([candidate, "-c", ""], capture_output=True).returncode == 0:
@@ -122,7 +125,9 @@ def _snapshot() -> dict:
     status = subprocess.run(["git", "status", "--porcelain", "--ignored=no"], cwd=REPO_ROOT,
                             capture_output=True, text=True).stdout
     shared = set().union(*(names(Path(f), 1) for f in SHARED_FOLDERS))
-    return {"git": status, "home": names(Path(_GUARD["home"]), 2), "shared": shared}
+    # A checkout inside the home folder is watched by git status (its ignored caches may change).
+    home = {name for name in names(Path(_GUARD["home"]), 2) if not Path(name).is_relative_to(REPO_ROOT)}
+    return {"git": status, "home": home, "shared": shared}
 
 
 def pytest_configure(config):

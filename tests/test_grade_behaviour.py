@@ -162,8 +162,10 @@ def test_ctrl_c_leaves_no_partial_files_or_processes(tmp_path):
     for i in range(4):
         (folder / f"s{i}.ipynb").write_bytes(SOLUTION.read_bytes().replace(b"Phase 1", f"Phase 1 ({i})".encode()))
     out = tmp_path / "out"
+    # A shell's background job starts with SIGINT ignored, which Python would keep: restore it.
     proc = subprocess.Popen([sys.executable, "-m", "autograder", "grade", "spiral", str(folder), "--out", str(out),
-                             "--jobs", "2"], stderr=subprocess.PIPE, text=True)
+                             "--jobs", "2"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
         time.sleep(0.2)  # interrupt once the first result is on disk and the next ones are running
