@@ -128,12 +128,9 @@ def cmd_grade(args) -> int:
     out = Path(args.out)
     try:
         results = grade_batch(job, submissions, out, force=args.force, reuse=args.reuse)
-    except Unisolated as exc:
+    except (Unisolated, DiskFull) as exc:  # nothing unsafe ran; finished results are kept
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except DiskFull as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, Unisolated) else 1
     if not job.layers.isolated:
         print("warning: graded WITHOUT filesystem isolation (--allow-unisolated); every result records it",
               file=sys.stderr)
