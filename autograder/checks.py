@@ -227,3 +227,28 @@ def expect_logits(out: np.ndarray, reference: np.ndarray, layers: str) -> None:
     expect(np.allclose(out, reference, rtol=1e-4, atol=1e-5),
            f"the outputs are not the logits of {layers}: is there a softmax (or another layer) at the end? "
            "CrossEntropyLoss applies softmax itself")
+
+
+DEVICE_CHOICE_PROBE = """
+pick = get("pick_device")
+export(device_choice={"gpu": faked_cuda(pick, True), "no_gpu": faked_cuda(pick, False)})
+"""
+
+
+def expect_device_choice(data: dict, name: str = "pick_device()") -> None:
+    """Verdict for DEVICE_CHOICE_PROBE: the device follows `torch.cuda.is_available()` both ways.
+
+    The probe tells the student's function that a GPU is there and then that none is, so an
+    answer that always returns the CPU fails on a machine without a GPU too.
+    """
+    choice = data.get("device_choice")
+    expect(isinstance(choice, dict), f"{name} could not be called")
+    for key, wanted in (("gpu", "cuda"), ("no_gpu", "cpu")):
+        run = choice.get(key)
+        expect(isinstance(run, dict), f"{name} could not be called")
+        expect(not run.get("error"), f"{name} raised {str(run.get('error'))[:150]}")
+        expect(run.get("type") == "device", f"{name} should return a torch.device, not a {run.get('type')}")
+        expect(str(run.get("value")).split(":")[0] == wanted,
+               f"{name} returned {run.get('value')} when torch.cuda.is_available() was {key == 'gpu'}: "
+               "choose cuda exactly when torch.cuda.is_available() is True")
+

@@ -211,7 +211,29 @@ class Runner:
             "ProbeError": ProbeError,
             "inputs": self._to_native(wire.decode(request["inputs"])) if request.get("inputs") else {},
             "figure_summary": figure_summary,
+            "faked_cuda": faked_cuda,
         }
+
+
+def faked_cuda(call, available: bool) -> dict:
+    """Call `call()` while torch reports a GPU as `available` (or not); describe what it returned.
+
+    Lets a device check run on a machine without a GPU: a `pick_device()` that ignores
+    `torch.cuda.is_available()` answers "cpu" when told a GPU is there. Only the two functions
+    are replaced, and always restored, so nothing else in the student's process changes.
+    """
+    import torch
+
+    saved = torch.cuda.is_available, torch.cuda.device_count
+    torch.cuda.is_available = lambda: available
+    torch.cuda.device_count = lambda: 1 if available else 0
+    try:
+        value = call()
+        return {"value": str(value), "type": type(value).__name__, "error": ""}
+    except Exception as exc:  # noqa: BLE001 - the student's function may fail in any way
+        return {"value": "", "type": "", "error": _describe_error(exc)}
+    finally:
+        torch.cuda.is_available, torch.cuda.device_count = saved
 
 
 def figure_summary(figure=None):
@@ -247,10 +269,19 @@ def figure_summary(figure=None):
             "legend": [t.get_text() for t in legend.get_texts()] if legend else None,
             "lines": lines,
             "collections": [type(c).__name__ for c in ax.collections],
+            "collection_points": [_offset_count(c) for c in ax.collections],
             "n_images": len(ax.images),
             "n_patches": len(ax.patches),
         })
     return {"axes": axes}
+
+
+def _offset_count(collection) -> int:
+    """How many points a collection draws (a scatter's markers); 0 when it has no offsets."""
+    try:
+        return int(len(collection.get_offsets()))
+    except (TypeError, ValueError, AttributeError):
+        return 0
 
 
 if __name__ == "__main__":

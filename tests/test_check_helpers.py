@@ -1,10 +1,14 @@
-"""The shared verdict helpers on their own: what they accept as a number or a list of numbers."""
+"""The shared verdict helpers on their own: what they accept as a number or a list of numbers, the
+device-choice check with a faked GPU, and where a check's inputs come from."""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
 
-from autograder.checks import Fail, numbers
+from autograder.checks import Check, Fail, expect_device_choice, numbers
+from autograder.grade import check_rng
 from autograder.wire import Array
 
 
@@ -25,3 +29,64 @@ def test_lists_that_are_not_numbers_fail(bad):
     """Check that multi-element tensors, booleans, strings, empty lists and NaN still fail"""
     with pytest.raises(Fail):
         numbers(bad, "train_losses")
+
+
+@pytest.fixture(scope="module")
+def faked_cuda():
+    """The probe helper, imported as the sandbox imports it (runner.py stands alone there)."""
+    import importlib
+    import sys
+
+    from autograder.config import REPO_ROOT
+
+    sys.path.insert(0, str(REPO_ROOT / "autograder"))
+    try:
+        return importlib.import_module("runner").faked_cuda
+    finally:
+        sys.path.remove(str(REPO_ROOT / "autograder"))
+
+
+def _pick_device():
+    import torch
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _always_cpu():
+    import torch
+    return torch.device("cpu")
+
+
+def _choice(faked_cuda, pick) -> dict:
+    return {"device_choice": {"gpu": faked_cuda(pick, True), "no_gpu": faked_cuda(pick, False)}}
+
+
+def test_device_choice_follows_a_faked_gpu(faked_cuda):
+    """Check that pick_device() is asked with a GPU faked present and absent, and torch is restored"""
+    torch = pytest.importorskip("torch")
+    real = torch.cuda.is_available
+    expect_device_choice(_choice(faked_cuda, _pick_device))
+    assert torch.cuda.is_available is real and torch.cuda.is_available() is False
+
+
+@pytest.mark.parametrize("pick, said", [
+    (_always_cpu, "returned cpu when torch.cuda.is_available() was True"),
+    (lambda: "cuda" if __import__("torch").cuda.is_available() else "cpu", "should return a torch.device"),
+    (lambda: 1 / 0, "raised ZeroDivisionError"),
+])
+def test_device_choice_that_ignores_the_gpu_fails(faked_cuda, pick, said):
+    """Check that a hard-coded CPU, a string and an exception each fail with a message naming it"""
+    pytest.importorskip("torch")
+    with pytest.raises(Fail, match=re.escape(said)):
+        expect_device_choice(_choice(faked_cuda, pick))
+
+
+def _check(question: str, description: str) -> Check:
+    return Check(question, description, "export()", lambda data, ctx: None)
+
+
+def test_check_inputs_depend_on_the_seed_and_the_check_only():
+    """Check that a check's input stream is fixed by the grading seed and the check, nothing else"""
+    first = check_rng(7, _check("q2", "logits on fresh inputs")).random(4)
+    assert np.array_equal(first, check_rng(7, _check("q2", "logits on fresh inputs")).random(4))
+    assert not np.array_equal(first, check_rng(8, _check("q2", "logits on fresh inputs")).random(4))
+    assert not np.array_equal(first, check_rng(7, _check("q3", "logits on fresh inputs")).random(4))
