@@ -1,5 +1,10 @@
-"""Canned submissions of every assignment score exactly as expected: the solution gets full marks,
-the blank gets no answer points, and each realistic mistake loses exactly its questions."""
+"""Canned submissions of every assignment score exactly as expected.
+
+The solution, every correct answer written in another style (`loses: []`) and the solution run
+twice cell by cell get full marks; the blank gets no answer points; each realistic mistake loses
+exactly its questions, with feedback that names the problem. Every hidden check is failed by at
+least one mistake, and byte-different copies of one notebook get identical results.
+"""
 from __future__ import annotations
 
 import csv
@@ -37,12 +42,17 @@ def expected_points(config, aid: str, loses: list[str] | str) -> dict[str, float
             for q, spec in questions.items() if not spec.manual}
 
 
+def variants(aid: str) -> dict[str, dict]:
+    """The assignment's `<id>.yml`: mistakes and honest variants, by name."""
+    return yaml.safe_load((SUBMISSIONS / f"{aid}.yml").read_text())
+
+
 def cases():
     for aid in canned_ids():
-        mistakes = yaml.safe_load((SUBMISSIONS / f"{aid}.yml").read_text())
         yield pytest.param(aid, "solution.ipynb", [], id=f"{aid}-solution")
+        yield pytest.param(aid, "run_twice.ipynb", [], id=f"{aid}-run_twice")
         yield pytest.param(aid, "blank.ipynb", "all", id=f"{aid}-blank")
-        for name, spec in mistakes.items():
+        for name, spec in variants(aid).items():
             yield pytest.param(aid, f"{name}.ipynb", spec["loses"], id=f"{aid}-{name}")
 
 
@@ -72,3 +82,68 @@ def test_csv_and_result_files(graded, config, aid):
         for qid in questions:
             entry = stored["questions"][qid]
             assert {"points", "max_points", "feedback"} <= set(entry)
+
+
+def mistakes():
+    for aid in canned_ids():
+        for name, spec in variants(aid).items():
+            if spec["loses"]:
+                yield pytest.param(aid, name, spec, id=f"{aid}-{name}")
+
+
+@pytest.mark.parametrize("aid, name, spec", list(mistakes()))
+def test_feedback_names_the_mistake(graded, aid, name, spec):
+    """Check that each canned mistake's feedback (or hint) names its problem, not only its lost points"""
+    keywords = spec.get("feedback")
+    assert keywords, f"{aid}.yml: give {name} a `feedback:` keyword its feedback must contain"
+    results, _ = graded(aid)
+    questions = results[f"{name}.ipynb"]["questions"]
+    for qid in spec["loses"]:
+        said = " ".join([questions[qid]["feedback"], *(c.get("hint", "") for c in questions[qid]["checks"])])
+        for keyword in [keywords] if isinstance(keywords, str) else keywords:
+            assert keyword.lower() in said.lower(), f"{name}, {qid}: {keyword!r} not in {said!r}"
+
+
+@pytest.mark.parametrize("aid", canned_ids())
+def test_every_check_is_failed_by_a_mistake(graded, config, aid):
+    """Check that every hidden check fails on at least one canned mistake (none is dead or untested)"""
+    results, _ = graded(aid)
+    lost = [f"{name}.ipynb" for name, spec in variants(aid).items() if spec["loses"]]
+    unfailed = []
+    for qid, question in config.assignment(aid).questions.items():
+        if question.manual:
+            continue
+        for number, check in enumerate(results["solution.ipynb"]["questions"][qid]["checks"]):
+            failing = [name for name in lost
+                       if not results[name]["questions"][qid]["checks"][number]["passed"]
+                       and not results[name]["questions"][qid]["checks"][number]["message"].startswith("not ")]
+            if not failing:
+                unfailed.append(f"{qid}: {check['description']}")
+    assert not unfailed, f"no canned mistake of {aid} fails these checks: add one for each\n" + "\n".join(unfailed)
+
+
+def _comment_changed(source: Path, target: Path) -> None:
+    """A copy of `source` with one comment added to its first code cell, byte-different only."""
+    notebook = json.loads(source.read_text(encoding="utf-8"))
+    cell = next(c for c in notebook["cells"] if c["cell_type"] == "code")
+    text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    cell["source"] = "# a second copy of this notebook\n" + text
+    target.write_text(json.dumps(notebook, indent=1), encoding="utf-8")
+
+
+@pytest.mark.parametrize("aid", canned_ids())
+def test_byte_different_copies_get_identical_results(graded, config, tmp_path, aid):
+    """Check that a copy differing by one comment gets the same status, points and messages"""
+    results, _ = graded(aid)
+    honest = [f"{n}.ipynb" for n, spec in variants(aid).items() if not spec["loses"]] or ["solution.ipynb"]
+    mistake = next(f"{n}.ipynb" for n, spec in variants(aid).items() if spec["loses"])
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    for name in (honest[0], mistake):
+        _comment_changed(SUBMISSIONS / aid / name, folder / name)
+    copies = grade_batch(make_job(aid, config, jobs=2), discover([folder]), tmp_path / "out", progress=False)
+    for copy in copies:
+        original = results[copy["submission"]]
+        assert copy["status"] == original["status"]
+        assert {q: (row["points"], [c["message"] for c in row["checks"]]) for q, row in copy["questions"].items()} == \
+            {q: (row["points"], [c["message"] for c in row["checks"]]) for q, row in original["questions"].items()}
