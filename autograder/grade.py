@@ -210,7 +210,7 @@ def regrade_from_probes(job: GradingJob, previous: dict, probes: dict) -> dict |
                 return None
             if key in probes:
                 ctx = checks_api.Context(ref, dict(assignment.thresholds), dict(assignment.budget),
-                                         np.random.default_rng(0), cells=previous.get("_cells", []))
+                                         check_rng(job.config.defaults.seed, check), cells=previous.get("_cells", []))
                 ctx.inputs = _decoded_inputs(probes[key]["inputs"])
                 contexts[(qid, number)], probed[key] = ctx, probes[key]["reply"]
     result = {k: v for k, v in previous.items() if k not in ("questions", "total", "max_total", "seconds", "_cells")}
