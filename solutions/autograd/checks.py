@@ -17,6 +17,13 @@ TOL = 1e-6  # values and gradients agree with PyTorch float64 to 1e-6 (relative 
 FORBIDDEN_MODULES = ("torch", "jax", "tensorflow", "autograd", "sympy", "functorch")  # may not be imported
 FORBIDDEN_NAMES = ("torch", "jax", "tensorflow", "functorch")  # may not be used as names or import strings
 H_WINDOW = (1e-7, 3e-5)  # where the best central-difference step lies (cube root of eps ~ 6e-6)
+# q6: the student's central differences against the grader's, with the student's step h. A correct one
+# differs by roundoff, about eps*|L|/h (4.4e-16/h here: 2.2e-10 at h = 1e-6, 4.4e-9 at 1e-7); a forward
+# difference by about h*|L''|/2 (1.0e-6 at h = 1e-6, 9.1e-8 at 1e-7). Their geometric mean is ~2e-8 for
+# every h, so a fixed 2e-8 sits between them with a margin of >= 4.5x each way on the allowed steps
+# (45x at the notebook's h = 1e-6); below h = 1e-7 the two overlap, hence the window.
+NUMERICAL_TOL = 2e-8
+H_GRADCHECK = (1e-7, 1e-4)
 
 
 def reference(assignment):
@@ -185,12 +192,17 @@ export(results=results)
 
 
 def _single_op_programs(rng: np.random.Generator, ops: list[str]) -> tuple[list, list]:
+    """Two programs per op. The inputs of the first are negative and of the second positive (log, and
+    pow on the negative side, excepted), so sign-dependent derivatives such as relu's step are exercised
+    on every draw, not on a lucky one."""
     programs, labels = [], []
     for op in ops:
-        for _ in range(2):
+        for sign in (-1.0, 1.0):
             prog = None
             while prog is None:
                 a, b = [float(np.round(rng.uniform(-2, 2), 4)) or 0.7 for _ in range(2)]
+                if op != "log" and not (op == "pow" and sign < 0):
+                    a, b = sign * max(abs(a), 0.05), sign * max(abs(b), 0.05)
                 vals = [a, b]
                 base = [["input", a], ["input", b]]
                 ins = _candidate(rng, op, 2, vals)
@@ -384,10 +396,16 @@ def verdict_best_h(data: dict, ctx: Context) -> None:
     expect(errors[0] > 1e3 * errors.min() and errors[-1] > 1e3 * errors.min(),
            "the errors should be large at both ends of `h_values` (roundoff at tiny h, truncation at large h)")
     fig = data.get("figure")
-    expect(isinstance(fig, dict) and fig.get("axes"), "plot the errors against h in `fig`")
-    ax = fig["axes"][0]
-    expect(ax.get("xscale") == "log" and ax.get("yscale") == "log", "use log scales on both axes (ax.loglog)")
-    expect(any(line.get("n") == 100 for line in ax.get("lines", [])), "plot the 100 errors against `h_values`")
+    expect(isinstance(fig, dict) and isinstance(fig.get("axes"), list) and fig["axes"],
+           "plot the errors against h in `fig`")
+    axes = [ax for ax in fig["axes"] if isinstance(ax, dict)]
+    # a line (plot/loglog) or a scatter of the 100 errors: count the points of both
+    curves = [ax for ax in axes
+              if 100 in [line.get("n") for line in ax.get("lines") or [] if isinstance(line, dict)]
+              + list(ax.get("collection_points") or [])]
+    expect(bool(curves), "plot the 100 errors against `h_values` (a line or a scatter)")
+    expect(any(ax.get("xscale") == "log" and ax.get("yscale") == "log" for ax in curves),
+           "use log scales on both axes (ax.loglog, or ax.set_xscale('log') and ax.set_yscale('log'))")
 
 
 # -- q4: Neuron, Layer, MLP ---------------------------------------------------------------------
@@ -561,7 +579,8 @@ def verdict_rel_error(data: dict, ctx: Context) -> None:
     mine = numbers(data.get("rel"), "rel_error results", min_len=len(ctx.inputs["pairs"]))
     for (a, b), value in zip(ctx.inputs["pairs"], mine):
         expect(_close(value, rel_error(a, b), 1e-9) or abs(value - rel_error(a, b)) < 1e-15,
-               "`rel_error` does not compute max|a - b| / max(1e-8, |a| + |b|) elementwise")
+               "`rel_error` does not compute |a - b| / max(1e-8, |a| + |b|) elementwise and return the "
+               "maximum over the elements")
 
 
 def _true_grads(params, x, target) -> np.ndarray:
@@ -585,7 +604,7 @@ def verdict_gradcheck(data: dict, ctx: Context) -> None:
     expect(all(_close(a, b) for a, b in zip(auto, truth)), "`autograd_grads` are not the engine's gradients of "
                                                             "the loss (did you zero the grads and call backward()?)")
     h = number(data.get("h"), "h")
-    expect(1e-8 <= h <= 1e-4, "use a step h between 1e-8 and 1e-4")
+    expect(H_GRADCHECK[0] <= h <= H_GRADCHECK[1], f"use a step h between {H_GRADCHECK[0]:g} and {H_GRADCHECK[1]:g}")
     central = []
     for k in range(17):
         plus, minus = list(init), list(init)
@@ -594,8 +613,9 @@ def verdict_gradcheck(data: dict, ctx: Context) -> None:
         lp = (mlp_forward(_unpack(plus, 2, [4, 1]), x)[0][0].item() - target) ** 2
         lm = (mlp_forward(_unpack(minus, 2, [4, 1]), x)[0][0].item() - target) ** 2
         central.append((lp - lm) / (2 * h))
-    expect(all(abs(a - b) <= 1e-6 + 1e-5 * abs(b) for a, b in zip(num, central)),
-           "`numerical_grads` are not central differences (L(p + h) - L(p - h)) / 2h, one parameter at a time")
+    expect(all(abs(a - b) <= NUMERICAL_TOL for a, b in zip(num, central)),
+           "`numerical_grads` are not central differences (L(p + h) - L(p - h)) / 2h, one parameter at a time: "
+           "a forward difference (L(p + h) - L(p)) / h is off by about h")
     reported = number(data.get("max_rel_error"), "max_rel_error")
     recomputed = rel_error(auto, num)
     expect(abs(reported - recomputed) <= 1e-9 * max(1e-12, recomputed) + 1e-15,
@@ -746,6 +766,25 @@ def builder(prog):
 export(counts=[[int(v) for v in count_ops(builder(prog))] for prog in inputs["programs"]])
 """
 
+CHEAP_PROBE = """
+counts = get("xor_counts")
+export(xor_counts=[int(v) for v in counts], cheap_ratio=float(get("cheap_ratio")))
+"""
+
+
+def mlp_loss_counts(n_in: int, n_outs: list[int], n_samples: int) -> tuple[int, int]:
+    """(forward operations, gradient updates) of the notebook's `xor_loss` on MLP(n_in, n_outs), derived
+    from the architecture in the grader: a neuron with fan-in k makes k products and k sums (starting
+    from its bias) and a tanh when hidden; each sample adds (pred - y), a sum, and ** 2; the mean adds
+    n_samples sums (from Value(0.0)) and one product. + and * update 2 gradients, ** and tanh 1."""
+    fwd = bwd = 0
+    for i, (fan_in, fan_out) in enumerate(zip([n_in] + n_outs[:-1], n_outs)):
+        hidden = i < len(n_outs) - 1
+        fwd += fan_out * (2 * fan_in + hidden)
+        bwd += fan_out * (4 * fan_in + hidden)
+    fwd, bwd = n_samples * (fwd + 2), n_samples * (bwd + 3)
+    return fwd + n_samples + 1, bwd + 2 * n_samples + 2
+
 
 def verdict_counts(data: dict, ctx: Context) -> None:
     counts = data.get("counts")
@@ -757,7 +796,18 @@ def verdict_counts(data: dict, ctx: Context) -> None:
         expect(n_fwd == len(ops), "the forward count should be one per operation the expression performs")
         expect(n_bwd == sum(N_UPDATES[op] for op in ops),
                "the backward count should be the number of gradient updates (`grad +=`) backward() performs")
-        expect(n_bwd <= 2 * n_fwd, "the backward count should stay within a small constant factor of the forward one")
+
+
+def verdict_cheap(data: dict, ctx: Context) -> None:
+    fwd, bwd = mlp_loss_counts(2, [8, 1], len(XOR_X))
+    counts = data.get("xor_counts")
+    expect(isinstance(counts, list) and len(counts) == 2, "`xor_counts` should be count_ops(xor_loss)")
+    expect([integer(counts[0], "xor_counts[0]"), integer(counts[1], "xor_counts[1]")] == [fwd, bwd],
+           "`xor_counts` is not (forward, backward) of the XOR loss: set xor_counts = count_ops(xor_loss)")
+    ratio = number(data.get("cheap_ratio"), "cheap_ratio")
+    expect(abs(ratio - bwd / fwd) <= 1e-9 * bwd / fwd,
+           "`cheap_ratio` should be the backward count divided by the forward count (backward / forward), "
+           "the factor the cheap gradient principle bounds")
 
 
 CHECKS = [
@@ -777,7 +827,8 @@ CHECKS = [
           verdict_random, inputs=inputs_derived),
     Check("q4", "MLP parameters, outputs and gradients for several architectures", MLP_PROBE, verdict_mlp,
           inputs=inputs_mlp),
-    Check("q5", "the trained XOR model, measured by the grader", XOR_PROBE, verdict_xor),
+    Check("q5", "the trained XOR model, measured by the grader", XOR_PROBE, verdict_xor,
+          hint="train by gradient descent: zero every grad, loss.backward(), then p.data -= learning_rate * p.grad"),
     Check("q5", "the loss history", XOR_PROBE, verdict_history),
     Check("q6", "rel_error on the grader's arrays", GRADCHECK_PROBE, verdict_rel_error, inputs=inputs_gradcheck),
     Check("q6", "autograd and numerical gradients of model_check", GRADCHECK_PROBE, verdict_gradcheck,
@@ -789,6 +840,7 @@ CHECKS = [
     Check("q8", "forward_partials of x²y + sin(xy) at the grader's points", DUAL_PROBE, verdict_partials,
           inputs=inputs_dual),
     Check("q12", "forward and backward operation counts", COUNT_PROBE, verdict_counts, inputs=inputs_counts),
+    Check("q12", "the cheap gradient ratio of the XOR loss", CHEAP_PROBE, verdict_cheap),
 ]
 
 
