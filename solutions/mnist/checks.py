@@ -10,8 +10,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from autograder.checks import (TRAINING_SETUP_PROBE, Check, Context, Handoff, array, expect, expect_logits,
-                               expect_training_setup, figure, integer, labelled, number, numbers)
+from autograder.checks import (DEVICE_CHOICE_PROBE, TRAINING_SETUP_PROBE, Check, Context, Handoff, array, expect,
+                               expect_device_choice, expect_logits, expect_training_setup, figure, integer,
+                               labelled, number, numbers)
 from autograder.data import DATA_DIR, prepare
 
 SPLITS = {"train": ("X_train_mnist", "y_train_mnist", 5000),
@@ -20,13 +21,22 @@ SPLITS = {"train": ("X_train_mnist", "y_train_mnist", 5000),
 PATIENCE = 30
 BATCH_SIZE = 64
 ROWS_PER_SPLIT = 64  # rows compared value by value; every row is compared by its sum
-PRED_TOLERANCE = 10  # test predictions that may differ from the grader's (float ties across thread counts)
-ACC_TOLERANCE = 0.15  # percentage points between a reported accuracy and the grader's measurement
+PRED_TOLERANCE = 10  # test predictions that may differ from the grader's (float ties across thread counts;
+#                      measured 0 between 1 and 2 threads, 845 for predictions with dropout on)
+ACC_TOLERANCE = 0.15  # percentage points between a reported accuracy and the grader's measurement (measured:
+#                      0 for correct answers, >= 0.68 for a val accuracy taken with dropout on)
 # The grader's own early-stopping problem for `train_model`: random labels, so the validation loss
 # rises after a few epochs and the final weights differ from the best ones.
 PROBE_EPOCHS = 60
 PROBE_PATIENCE = 5
 PROBE_LR = 0.01
+# q9: the grader's own mini-batch problem for `train_epoch` (plain SGD, so every step is exact).
+EPOCH_ROWS = 64
+EPOCH_BATCH = 16
+EPOCH_LR = 0.1
+EPOCH_TOLERANCE = 1e-5  # largest |student - grader| on a weight after the epoch, and on the mean loss
+# (measured with tools/calibrate_mnist.py --tolerances: <= 1.8e-7 for correct variants on 1 or 2 threads,
+# >= 4.2e-3 without zero_grad, with the last batch's loss, with momentum or another batch size)
 
 
 def mnist_net() -> nn.Sequential:
@@ -91,7 +101,8 @@ def _accuracy(model: nn.Module, ctx: Context, split: str) -> float:
 def _close_percent(reported, measured_fraction: float, name: str) -> None:
     value = number(reported, name)
     expect(abs(value - 100 * measured_fraction) <= ACC_TOLERANCE,
-           f"`{name}` does not match the accuracy the grader measured from the weights (in percent)")
+           f"`{name}` does not match the accuracy the grader measured from the weights: measure it in "
+           "percent, on the right split, in eval() mode (dropout off)")
 
 
 # -- q1: the data -------------------------------------------------------------------------------
@@ -451,6 +462,106 @@ def verdict_minibatch(data: dict, ctx: Context) -> None:
                                             "is fb_model trained with one full-batch step per epoch?")
 
 
+# -- q9: devices ---------------------------------------------------------------------------------
+def epoch_net() -> nn.Sequential:
+    return nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
+
+
+def inputs_epoch(ctx: Context) -> dict:
+    """Weights, images and labels of the grader's problem, drawn fresh from the grading seed."""
+    shapes = {k: tuple(v.shape) for k, v in epoch_net().state_dict().items()}
+    init = {k: torch.from_numpy(ctx.rng.uniform(-0.1, 0.1, size=shape).astype(np.float32))
+            for k, shape in shapes.items()}
+    return {"init": init, "lr": EPOCH_LR,
+            "X": torch.from_numpy(ctx.rng.uniform(0.0, 1.0, size=(EPOCH_ROWS, 784)).astype(np.float32)),
+            "y": torch.from_numpy(ctx.rng.integers(0, 10, size=EPOCH_ROWS).astype(np.int64))}
+
+
+EPOCH_PROBE = f"""
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+with torch.random.fork_rng():
+    net = nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
+    net.load_state_dict(inputs["init"])
+    loader = DataLoader(TensorDataset(inputs["X"], inputs["y"]), batch_size={EPOCH_BATCH}, shuffle=False)
+    opt = torch.optim.SGD(net.parameters(), lr=float(inputs["lr"]))
+    loss = get("train_epoch")(net, loader, nn.CrossEntropyLoss(), opt, torch.device("cpu"))
+export(loss=loss.detach() if isinstance(loss, torch.Tensor) else loss, params=[p.detach() for p in net.parameters()])
+"""
+
+
+def reference_epoch(inp: dict) -> tuple[list[torch.Tensor], float]:
+    """The grader's epoch: one plain SGD step per batch, in order; the mean of the batch losses."""
+    net = epoch_net()
+    net.load_state_dict(inp["init"])
+    losses = []
+    for start in range(0, EPOCH_ROWS, EPOCH_BATCH):
+        net.zero_grad()
+        loss = nn.functional.cross_entropy(net(inp["X"][start:start + EPOCH_BATCH]),
+                                           inp["y"][start:start + EPOCH_BATCH])
+        loss.backward()
+        with torch.no_grad():
+            for p in net.parameters():
+                p -= inp["lr"] * p.grad
+        losses.append(loss.item())
+    return [p.detach() for p in net.parameters()], float(np.mean(losses))
+
+
+def verdict_epoch_steps(data: dict, ctx: Context) -> None:
+    params, mean_loss = reference_epoch(ctx.inputs)
+    theirs = data.get("params")
+    expect(isinstance(theirs, list) and len(theirs) == len(params), "could not read the weights after train_epoch")
+    for i, (value, mine) in enumerate(zip(theirs, params)):
+        values = array(value, f"parameter {i} after train_epoch", shape=tuple(mine.shape))
+        expect(np.allclose(values, mine.numpy(), rtol=0, atol=EPOCH_TOLERANCE),
+               "after train_epoch on the grader's batches, the weights are not where one SGD step per "
+               "mini-batch takes them: optimizer.zero_grad(), loss.backward() and optimizer.step() once per batch")
+    expect(abs(number(data.get("loss"), "the value train_epoch returns") - mean_loss) <= EPOCH_TOLERANCE,
+           "train_epoch should return the mean of the batch losses (total_loss / len(loader))")
+
+
+EPOCH_DEVICE_PROBE = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+meta = torch.device("meta")
+seen = {"forward": [], "criterion": []}
+with torch.random.fork_rng():
+    net = nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10)).to(meta)
+net.register_forward_pre_hook(lambda module, args: seen["forward"].append(str(args[0].device)))
+def criterion(out, target):
+    seen["criterion"].append([str(out.device), str(target.device)])
+    return F.cross_entropy(out, target)
+loader = DataLoader(TensorDataset(torch.zeros(32, 784), torch.zeros(32, dtype=torch.long)), batch_size=16)
+train_epoch = get("train_epoch")
+error = ""
+try:
+    train_epoch(net, loader, criterion, torch.optim.SGD(net.parameters(), lr=0.1), meta)
+except Exception as exc:
+    error = type(exc).__name__ + ": " + str(exc)[:200]
+export(meta={**seen, "error": error})
+"""
+
+
+def verdict_epoch_device(data: dict, ctx: Context) -> None:
+    run = data.get("meta")
+    expect(isinstance(run, dict), "train_epoch could not be run on the meta device")
+    forward, crit = run.get("forward"), run.get("criterion")
+    expect(isinstance(forward, list) and bool(forward),
+           f"train_epoch(..., device) never called the model (it stopped with: {str(run.get('error', ''))[:120]})")
+    expect(all(d == "meta" for d in forward),
+           "train_epoch(..., device) fed the model a batch that is not on `device`: move each batch with .to(device)")
+    expect(isinstance(crit, list) and bool(crit) and all(pair == ["meta", "meta"] for pair in crit),
+           "train_epoch(..., device) passed the criterion labels that are not on `device`: move y_batch with "
+           ".to(device) too")
+
+
+def verdict_device_choice(data: dict, ctx: Context) -> None:
+    expect_device_choice(data)
+
+
 CHECKS = [
     Check("q1", "six tensors: flattened float32 images in [0, 1] and long labels, holding the split",
           DATA_PROBE, verdict_data, inputs=inputs_rows,
@@ -462,7 +573,9 @@ CHECKS = [
           verdict_train_function, inputs=inputs_noise,
           hint="best_state must be a real copy ({k: v.clone() ...}), restored with model.load_state_dict"),
     Check("q3", "the MNIST run: history, early stopping and restored weights", HISTORY_PROBE, verdict_history),
-    Check("q3", "test accuracy measured by the grader from your weights", HISTORY_PROBE, verdict_test_accuracy),
+    Check("q3", "test accuracy measured by the grader from your weights", HISTORY_PROBE, verdict_test_accuracy,
+          hint="check the five steps in train_model: optimizer.zero_grad() before loss.backward(), then "
+               "optimizer.step(), once per epoch"),
     Check("q4", "test_preds and test_acc agree with your model", EVAL_PROBE, verdict_predictions, inputs=inputs_q4),
     Check("q4", "confusion matrix and per-digit accuracies", EVAL_PROBE, verdict_confusion, inputs=inputs_q4),
     Check("q4", "confusion-matrix heatmap", EVAL_PROBE, verdict_heatmap, inputs=inputs_q4),
@@ -472,7 +585,15 @@ CHECKS = [
     Check("q6", "comparison plot: three curves, a legend and labelled axes", ARCH_PROBE, verdict_arch_plot),
     Check("q7", "TensorDataset and shuffled DataLoader", LOADER_PROBE, verdict_loader),
     Check("q7", "mini-batch against full-batch training after the same number of epochs", LOADER_PROBE,
-          verdict_minibatch),
+          verdict_minibatch,
+          hint="mb_model takes one optimizer step per mini-batch: zero_grad, backward and step inside the loop "
+               "over train_loader"),
+    Check("q9", "pick_device() follows torch.cuda.is_available(), with and without a GPU", DEVICE_CHOICE_PROBE,
+          verdict_device_choice),
+    Check("q9", "train_epoch on the meta device: the model and the loss see only tensors on `device`",
+          EPOCH_DEVICE_PROBE, verdict_epoch_device),
+    Check("q9", "train_epoch on the grader's mini-batches: the weights after one SGD step per batch, and the "
+                "mean loss", EPOCH_PROBE, verdict_epoch_steps, inputs=inputs_epoch),
 ]
 
 
