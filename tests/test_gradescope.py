@@ -49,9 +49,11 @@ def run_like_gradescope(root: Path, env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(BWRAP is None, reason="binding a folder at /autograder needs bubblewrap")
-@pytest.mark.parametrize("name, expected", [("solution.ipynb", 11), ("softmax_at_end.ipynb", 9)])
-def test_run_autograder_like_gradescope(tmp_path, config, name, expected):
+@pytest.mark.parametrize("name, loses", [("solution.ipynb", []), ("softmax_at_end.ipynb", ["q2"])])
+def test_run_autograder_like_gradescope(tmp_path, config, name, loses):
     """Check results.json from run_autograder against Gradescope's fields and the local score"""
+    spiral = config.assignment("spiral")
+    expected = spiral.max_points - sum(spiral.questions[q].points for q in loses)
     root = unpack_like_gradescope(build_gradescope_zip("spiral", config, tmp_path), tmp_path / "autograder")
     shutil.copy2(SUBMISSIONS / "spiral" / name, root / "submission" / name)
     done = run_like_gradescope(root, {})
@@ -95,7 +97,7 @@ def test_gradescope_with_only_the_uid_layer_hides_the_source(tmp_path, public_tm
     assert readable_by(BASE_UID, [root / "source" / "grading.yml"]) != []  # exposed before the run
     done = run_like_gradescope(root, UID_ONLY)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads((root / "results" / "results.json").read_text())["score"] == 11
+    assert json.loads((root / "results" / "results.json").read_text())["score"] == config.assignment("spiral").max_points
     hidden = [root / "source" / "grading.yml", root / "source" / "solutions", root / "source",
               root / "results" / "results.json", root / "submission" / "solution.ipynb", root / "submission"]
     assert readable_by(BASE_UID, hidden) == []

@@ -52,12 +52,15 @@ def test_report_files_and_exports(results_dirs, tmp_path, config):
     assert "junk.txt" in page and "timeout" in page
     canvas = list(csv.reader((path.parent / "canvas_gradebook.csv").open()))
     assert canvas[0][:5] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
-    assert canvas[1][0] == "Points Possible" and canvas[1][5] == "11"
-    assert ["Ann Lee", "101", "", "", "", "11"] in canvas
+    possible = f"{config.assignment('spiral').max_points:g}"
+    assert canvas[1][0] == "Points Possible" and canvas[1][5] == possible
+    assert ["Ann Lee", "101", "", "", "", possible] in canvas  # Ann has every question right
     items = list(csv.DictReader((path.parent / "item_analysis.csv").open()))
     assert [row["question"] for row in items][:2] == ["q1", "q4"], "hardest questions come first"
     gradebook = list(csv.DictReader((path.parent / "gradebook.csv").open()))
-    assert {row["student"]: row["spiral"] for row in gradebook}["Bob Roy"] == "7"
+    spiral = config.assignment("spiral")  # Bob lost q1 and q4
+    bob = spiral.max_points - spiral.questions["q1"].points - spiral.questions["q4"].points
+    assert {row["student"]: row["spiral"] for row in gradebook}["Bob Roy"] == f"{bob:g}"
 
 
 def test_item_analysis_pass_rates():
