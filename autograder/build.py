@@ -161,7 +161,7 @@ def build_assignment(aid: str, config: GradingConfig, out_root: Path = REPO_ROOT
         # Notebooks find their data by walking up to a `datasets/` folder, here as in the repository.
         (Path(tmp) / "datasets").symlink_to(REPO_ROOT / "datasets")
         work = Path(tmp) / "src"
-        shutil.copytree(master_path.parent, work, ignore=shutil.ignore_patterns("checks.py", "__pycache__"))
+        shutil.copytree(master_path.parent, work, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
         staged = work / f"{aid}.ipynb"
         staged.write_text(dump_notebook(configure_master(master, aid, assignment)), encoding="utf-8")
         if master_path.name != staged.name:

@@ -1,20 +1,32 @@
 """The hidden-check API: a probe runs in the student's process, its verdict runs in the grader's.
 
-An assignment's `solutions/<id>/checks.py` defines:
-  CHECKS     list[Check]: each has probe code (exports plain data with `export(...)`) and a verdict
-             function `verdict(data, ctx)` that raises `Fail("why")` or returns None.
-  reference(ctx_assignment) -> object   built once per grading process from the hidden solution and
-             the repository's data; verdicts compare against it.
-  HANDOFFS   optional {question: Handoff}: after that question, reference values (and code the
-             prompt fully specifies) are put into the student's namespace, so one wrong answer
-             costs only its own question's points instead of breaking every later cell.
+An assignment's checks live in a package, `solutions/<id>/`, one file per job:
+  reference.py  the reference models and computations the prompt specifies. Verdicts, hand-offs and
+                calibration all use these; it imports only the standard library, numpy and torch,
+                because hand-offs send its classes into the sandbox.
+  probes.py     probe functions, run in the sandbox (see `shipping.py`). Parameters name the
+                student's variables they read (`inputs` is the check's fresh inputs); the returned
+                dict of plain data is what the verdict gets. Same imports as reference.py, plus
+                `autograder.probe_tools`.
+  verdicts.py   trusted code, run here:
+                  CHECKS     list[Check]: a probe function and a verdict `verdict(data, ctx)` that
+                             raises `Fail("why")` or returns None;
+                  reference(assignment) -> object: built once per grading process from the
+                             repository's data; verdicts compare against it;
+                  HANDOFFS   optional {question: Handoff}: after that question, reference values
+                             and code the prompt fully specifies replace the student's answer, so
+                             one wrong answer costs only its own question's points.
+  calibrate.py  `calibrate(seed) -> {measurement: value}`, run by `python -m autograder calibrate`.
 
 Verdicts treat all probe data as hostile: use the helpers below, which fail with a clear message
 on anything that is not the expected plain type.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import sys
+import types
 import math
 import threading
 from dataclasses import dataclass, field
@@ -40,7 +52,7 @@ def expect(condition: bool, message: str) -> None:
 class Check:
     question: str
     description: str  # what is checked, in the student's words; shown in feedback
-    probe: str  # Python run in the student's namespace: get(name), export(**values), inputs
+    probe: Callable[..., dict]  # a function of probes.py (or probe_tools.py), run in the sandbox
     verdict: Callable[[dict, "Context"], None]
     inputs: Callable[["Context"], dict] | None = None  # fresh inputs drawn at grading time
     hint: str | None = None  # what to try next when this check fails on a known mistake
@@ -50,12 +62,15 @@ class Check:
 class Handoff:
     """What replaces a question's answer in the student's namespace once it has been graded.
 
-    `values(ref)` gives {name: tensor/array/number}; `source` is code run in the namespace
-    (for example a reference class whose layers the prompt spells out, or a restore step).
+    `values(ref)` gives {name: tensor/array/number}; `install` are reference classes or functions
+    (of reference.py) defined in the namespace from their own source, as a notebook cell would;
+    `run` is a function of probes.py, called like a probe after those, whose returned dict is
+    put into the namespace (for example a model restored from handed-off weights).
     """
 
     values: Callable[[Any], dict] | None = None
-    source: str | None = None
+    install: tuple = ()
+    run: Callable[..., dict] | None = None
 
 
 @dataclass
@@ -85,14 +100,41 @@ _REFERENCES: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
 
 
+PACKAGE = "nn4e_solutions"  # the assignment packages' names: nn4e_solutions.<id with _ for ->
+
+
+def assignment_package(aid: str, assignment: Assignment) -> str:
+    """Import `solutions/<aid>/` (the master notebook's folder) as a package; return its name.
+
+    Its folder name may hold a hyphen, so it is imported by path, under `nn4e_solutions`.
+    """
+    name = f"{PACKAGE}.{aid.replace('-', '_')}"
+    if name not in sys.modules:
+        folder = REPO_ROOT / Path(assignment.notebook).parent
+        if not (folder / "verdicts.py").is_file():
+            raise FileNotFoundError(f"{folder}/verdicts.py is missing: every assignment needs its checks "
+                                    "(see docs/authoring.md)")
+        if PACKAGE not in sys.modules:
+            parent = types.ModuleType(PACKAGE, "The assignments' check packages, imported by path.")
+            parent.__path__ = []
+            sys.modules[PACKAGE] = parent
+        spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
+                                                      submodule_search_locations=[str(folder)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return name
+
+
 def load_checks(aid: str, assignment: Assignment) -> AssignmentChecks:
-    """Import `solutions/<aid>/checks.py` (next to the master notebook)."""
+    """The checks of `solutions/<aid>/verdicts.py`."""
     with _LOCK:
         if aid not in _LOADED:
-            path = REPO_ROOT / Path(assignment.notebook).parent / "checks.py"
-            spec = importlib.util.spec_from_file_location(f"nn4e_checks_{aid.replace('-', '_')}", path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+            module = importlib.import_module(assignment_package(aid, assignment) + ".verdicts")
             _LOADED[aid] = AssignmentChecks(
                 checks=list(module.CHECKS),
                 reference=module.reference,
@@ -199,20 +241,10 @@ def labelled(axis: dict) -> bool:
     return bool(str(axis.get("xlabel", "")).strip()) and bool(str(axis.get("ylabel", "")).strip())
 
 
-# -- shared checks ------------------------------------------------------------------------------
-TRAINING_SETUP_PROBE = """
-opt = get("optimizer")
-model = get("model")
-group = opt.param_groups[0]
-export(criterion=type(get("criterion")).__name__, optimizer=type(opt).__name__,
-       lr=float(group["lr"]), weight_decay=float(group.get("weight_decay", 0.0)),
-       same_params=[id(p) for p in group["params"]] == [id(p) for p in model.parameters()])
-"""
-
-
+# -- verdicts of the shared probes (probe_tools.py) ----------------------------------------------
 def expect_training_setup(data: dict, *, criterion: str, optimizer: str, lr: float,
                           weight_decay: float | None = None) -> None:
-    """Verdict for TRAINING_SETUP_PROBE: loss class, optimiser class and its settings on `model`."""
+    """Verdict for `probe_tools.training_setup`: loss class, optimiser class and its settings on `model`."""
     expect(data.get("criterion") == criterion, f"use nn.{criterion}() as the criterion")
     expect(data.get("optimizer") == optimizer, f"use optim.{optimizer} as the optimizer")
     expect(abs(number(data.get("lr"), "lr") - lr) < 1e-12, f"use lr={lr:g}")
@@ -229,14 +261,8 @@ def expect_logits(out: np.ndarray, reference: np.ndarray, layers: str) -> None:
            "CrossEntropyLoss applies softmax itself")
 
 
-DEVICE_CHOICE_PROBE = """
-pick = get("pick_device")
-export(device_choice={"gpu": faked_cuda(pick, True), "no_gpu": faked_cuda(pick, False)})
-"""
-
-
 def expect_device_choice(data: dict, name: str = "pick_device()") -> None:
-    """Verdict for DEVICE_CHOICE_PROBE: the device follows `torch.cuda.is_available()` both ways.
+    """Verdict for `probe_tools.device_choice`: the device follows `torch.cuda.is_available()` both ways.
 
     The probe tells the student's function that a GPU is there and then that none is, so an
     answer that always returns the CPU fails on a machine without a GPU too.
@@ -252,3 +278,20 @@ def expect_device_choice(data: dict, name: str = "pick_device()") -> None:
                f"{name} returned {run.get('value')} when torch.cuda.is_available() was {key == 'gpu'}: "
                "choose cuda exactly when torch.cuda.is_available() is True")
 
+
+
+def expect_watched_run(run, name: str, *, batch: str, target: str | None = None,
+                       parameters: str | None = None) -> None:
+    """Verdict for `probe_tools.watched_run` on the meta device: every batch the model saw was on
+    it (else `batch` is the message), every criterion call's prediction and target too (`target`),
+    and, when `parameters` is given, the model's parameters (the function had to move the model)."""
+    expect(isinstance(run, dict), f"{name} could not be run")
+    forward = run.get("forward")
+    expect(isinstance(forward, list) and bool(forward),
+           f"{name} never called the model (it stopped with: {str(run.get('error', ''))[:120]})")
+    expect(all(device == "meta" for device in forward), batch)
+    if parameters is not None:
+        expect(all(devices == ["meta"] for devices in run.get("parameters") or [None]), parameters)
+    if target is not None:
+        pairs = run.get("criterion")
+        expect(isinstance(pairs, list) and bool(pairs) and all(pair == ["meta", "meta"] for pair in pairs), target)

@@ -25,9 +25,10 @@ def cmd_validate(args) -> int:
         master = Path(DEFAULT_CONFIG).parent / assignment.notebook
         if not master.exists():
             problems.append(f"assignments.{aid}.notebook: {assignment.notebook} does not exist")
-        checks = master.parent / "checks.py"
+        checks = master.parent / "verdicts.py"
         if not checks.exists():
-            problems.append(f"assignments.{aid}: hidden checks {checks.relative_to(master.parents[2])} are missing")
+            problems.append(f"assignments.{aid}: hidden checks {checks.relative_to(master.parents[2])} are missing "
+                            "(see docs/authoring.md)")
     if problems:
         print(f"{args.config}: " + "\n  - ".join(["problems:", *problems]), file=sys.stderr)
         return 1
@@ -166,6 +167,19 @@ def cmd_release(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from .calibration import CalibrationError, run, table
+
+    config = _config(args)
+    try:
+        values = run(args.id, config, args.seeds, args.first_seed)
+    except CalibrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table(values))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m autograder",
                                   description="Build and grade the Neural Networks for Engineers assignments.")
@@ -211,6 +225,12 @@ def parser() -> argparse.ArgumentParser:
     rel.add_argument("ids", nargs="*", help="assignment ids (default: all in grading.yml)")
     rel.add_argument("--out", default="release", help="output folder; the zip is <out>.zip (default: %(default)s)")
     rel.set_defaults(func=cmd_release)
+
+    cal = verbs.add_parser("calibrate", help="measure an assignment's thresholds and tolerances over seeds")
+    cal.add_argument("id", help="assignment id, e.g. spiral")
+    cal.add_argument("--seeds", type=int, default=None, help="how many seeds (default: the assignment's own)")
+    cal.add_argument("--first-seed", type=int, default=0, help="the first seed (default: %(default)s)")
+    cal.set_defaults(func=cmd_calibrate)
 
     prep = verbs.add_parser("prepare-data", help="verify datasets/ and unpack MNIST for offline use")
     prep.set_defaults(func=cmd_prepare_data)

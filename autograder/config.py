@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ASSIGNMENT_IDS = ("autograd", "tensors", "perceptron-xor", "spiral", "mnist", "pipeline")
+ASSIGNMENT_ID = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 QUESTION_ID = re.compile(r"^q\d+(_\d+)?[a-z]?$")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "grading.yml"
@@ -74,6 +74,16 @@ class Assignment(Strict):
     thresholds: dict[str, float] = Field(default_factory=dict)
     budget: dict[str, int | float] = Field(default_factory=dict)
     limits: LimitsOverride = Field(default_factory=LimitsOverride)
+    data: list[str] = Field(default_factory=list, description="files under datasets/ that the notebook or its "
+                                                              "checks read; shipped with it and fingerprinted")
+
+    @field_validator("data")
+    @classmethod
+    def _data_files(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                raise ValueError(f"data file {name!r} must be a path inside datasets/, e.g. spiral.csv")
+        return value
 
     @field_validator("notebook")
     @classmethod
@@ -121,10 +131,14 @@ class GradingConfig(Strict):
     assignments: dict[str, Assignment]
 
     @model_validator(mode="after")
-    def _known_ids(self) -> "GradingConfig":
-        for aid in self.assignments:
-            if aid not in ASSIGNMENT_IDS:
-                raise ValueError(f"unknown assignment id {aid!r}; expected one of {', '.join(ASSIGNMENT_IDS)}")
+    def _assignment_ids(self) -> "GradingConfig":
+        for aid, assignment in self.assignments.items():
+            if not ASSIGNMENT_ID.match(aid):
+                raise ValueError(f"assignment id {aid!r} must be lower-case words joined by hyphens, e.g. spiral "
+                                 "or perceptron-xor")
+            if Path(assignment.notebook).name != f"{aid}.ipynb":
+                raise ValueError(f"assignments.{aid}.notebook must be named {aid}.ipynb, in the folder that holds "
+                                 f"its checks (e.g. solutions/{aid}/{aid}.ipynb)")
         return self
 
     def assignment(self, aid: str) -> Assignment:

@@ -147,3 +147,26 @@ def prepare(data_dir: Path = DATA_DIR) -> Path:
         tmp.replace(target)
         stamp.write_text(expected)
     return raw_dir
+
+
+def release_files(declared: list[str], data_dir: Path = DATA_DIR) -> dict[str, Path]:
+    """{path in a release's datasets/: file to copy} for data files declared in grading.yml.
+
+    Verified first. MNIST's `.gz` files are given unpacked in `MNIST/raw/`, where
+    `torchvision.datasets.MNIST(root=..., download=True)` finds them offline.
+    """
+    verify(data_dir, sorted(set(declared)))
+    files = {}
+    for name in dict.fromkeys(declared):
+        if name.startswith("mnist/") and name.endswith(".gz"):
+            raw = prepare(data_dir)
+            files[f"MNIST/raw/{Path(name).stem}"] = raw / Path(name).stem
+        else:
+            files[name] = data_dir / name
+    return files
+
+
+def declared_sums(declared: list[str], data_dir: Path = DATA_DIR) -> str:
+    """The SHA256SUMS lines of the declared files: what a fingerprint of the data hashes."""
+    sums = read_sums(data_dir) if (data_dir / SUMS_FILE).exists() else {}
+    return "\n".join(f"{sums.get(name, 'missing')}  {name}" for name in sorted(set(declared)))

@@ -17,14 +17,15 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import checks as checks_api
-from . import wire
+from . import shipping, wire
 from .config import REPO_ROOT, GradingConfig
+from .data import declared_sums
 from .plan import build_plan
 from .results import ResultStore, Status, question_row
 from .isolation import Layers, detect_layers, prepared_host
@@ -33,7 +34,7 @@ from .submissions import InvalidSubmission, Submission, assignment_name, parse_n
 
 INIT_TIMEOUT_S = 120
 PROBE_TIMEOUT_S = 120
-GRADER_FILES = ("runner.py", "wire.py", "landlock.py", "plan.py", "grade.py", "checks.py", "sandbox.py")
+LOCK_FILE = REPO_ROOT / "requirements.lock"
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,27 @@ class GradingJob:
         return REPO_ROOT / "assignments" / self.aid / f"{self.aid}.ipynb"
 
     def fingerprint(self) -> str:
-        """Changes whenever anything that could change a grade changes."""
+        """Changes whenever anything that could change a grade changes.
+
+        Computed, not listed: the assignment's configuration and the grading defaults, every file
+        of the grader package and of the assignment's check package, the student notebook (the
+        cells the plan compares with), the checksums of the data files it declares and the locked
+        dependencies.
+        """
         digest = hashlib.sha256()
         digest.update(self.assignment.model_dump_json().encode())
         digest.update(self.config.defaults.model_dump_json().encode())
-        digest.update(self.student_notebook.read_bytes())
-        digest.update((REPO_ROOT / Path(self.assignment.notebook).parent / "checks.py").read_bytes())
-        for name in GRADER_FILES:
-            digest.update((Path(__file__).parent / name).read_bytes())
+        for path in self.fingerprint_files():
+            digest.update(path.name.encode() + b"\0" + (path.read_bytes() if path.exists() else b"(missing)"))
+        digest.update(declared_sums(self.assignment.data, self.data_dir).encode())
         return digest.hexdigest()[:16]
+
+    def fingerprint_files(self) -> list[Path]:
+        """Every file of the grader package and of the assignment's check package, the student
+        notebook and the lock file."""
+        package = REPO_ROOT / Path(self.assignment.notebook).parent
+        return [*sorted(Path(__file__).parent.glob("*.py")), *sorted(package.rglob("*.py")),
+                self.student_notebook, LOCK_FILE]
 
 
 def _reference_notebook(job: GradingJob) -> dict:
@@ -73,11 +86,33 @@ def _reference_notebook(job: GradingJob) -> dict:
     return parse_notebook(job.student_notebook.read_bytes(), job.student_notebook.name)
 
 
+# -- one submission: read -> plan -> run -> record ------------------------------------------------
+@dataclass
+class Planned:
+    """What `plan_submission` decides before anything runs: the checks, the reference and the steps."""
+
+    suite: checks_api.AssignmentChecks
+    ref: object
+    steps: list
+    notes: list[str]
+    code_cells: list[str]
+    uses_torch: bool
+
+
+@dataclass
+class Execution:
+    """What running a plan in the sandbox gave: probe replies with the contexts their inputs came from."""
+
+    replies: dict[str, dict] = field(default_factory=dict)  # "q3.1" -> the runner's reply
+    contexts: dict[tuple[str, int], checks_api.Context] = field(default_factory=dict)
+    cell_errors: list[str] = field(default_factory=list)
+    status: str = Status.OK
+    message: str = ""
+
+
 def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> dict:
     """Grade one submission and return its result record (never raises for bad submissions)."""
     started = time.monotonic()
-    assignment = job.assignment
-    limits = job.config.limits_for(job.aid)
     result = {
         "submission": submission.name,
         "assignment": job.aid,
@@ -90,84 +125,133 @@ def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> dict:
     }
     if submission.student:
         result["student"] = submission.student
-    questions = list(assignment.questions)
     try:
-        notebook, sha = read_notebook(submission.path, int(limits.max_notebook_mb * 2**20))
-        result["sha256"] = sha
-        name = assignment_name(notebook)
-        if name is not None and name != job.aid:
-            raise InvalidSubmission(f"{submission.path.name} is a notebook for assignment {name!r}, "
-                                    f"not {job.aid!r}: submit it to the right assignment")
+        notebook, result["sha256"] = read_submission(job, submission)
     except InvalidSubmission as exc:
         result.update(status=Status.INVALID, message=str(exc))
-        result["questions"] = {q: question_row(assignment.questions[q], [], "not graded: invalid submission")
-                               for q in questions}
-        return _finish(result, assignment, started)
+        result["questions"] = {q: question_row(job.assignment.questions[q], [], "not graded: invalid submission")
+                               for q in job.assignment.questions}
+        return _finish(result, job.assignment, started)
+    planned = plan_submission(job, notebook)
+    execution = run_plan(job, planned, slot)
+    return record(job, result, planned, execution, started)
 
+
+def read_submission(job: GradingJob, submission: Submission) -> tuple[dict, str]:
+    """The submission's notebook and its SHA-256; `InvalidSubmission` says what is wrong with it."""
+    limits = job.config.limits_for(job.aid)
+    notebook, sha = read_notebook(submission.path, int(limits.max_notebook_mb * 2**20))
+    name = assignment_name(notebook)
+    if name is not None and name != job.aid:
+        raise InvalidSubmission(f"{submission.path.name} is a notebook for assignment {name!r}, "
+                                f"not {job.aid!r}: submit it to the right assignment")
+    return notebook, sha
+
+
+def plan_submission(job: GradingJob, notebook: dict) -> Planned:
+    """Which cells run, and after which of them each question is probed."""
+    assignment = job.assignment
     suite = checks_api.load_checks(job.aid, assignment)
-    ref = checks_api.reference_for(job.aid, assignment)
-    plan = build_plan(notebook, _reference_notebook(job), [q for q in questions if suite.for_question(q)])
-    result["notes"].extend(plan.notes)
-    contexts = {}
-    probed: dict[str, dict] = {}
+    questions = [q for q in assignment.questions if suite.for_question(q)]
+    plan = build_plan(notebook, _reference_notebook(job), questions)
     code_cells = [c["source"] for c in notebook["cells"] if c["cell_type"] == "code"]
+    # Pre-import torch (and seed it) only for notebooks that use it: it costs about 3 s.
+    uses_torch = any("torch" in source for source in code_cells)
+    return Planned(suite, checks_api.reference_for(job.aid, assignment), plan.steps, list(plan.notes),
+                   code_cells, uses_torch)
 
+
+def check_context(assignment, seed: int, check, ref, cells: list[str]) -> checks_api.Context:
+    """A verdict's context: the reference, the configured values and the check's own generator."""
+    return checks_api.Context(ref, dict(assignment.thresholds), dict(assignment.budget),
+                              check_rng(seed, check), cells=cells)
+
+
+def run_plan(job: GradingJob, planned: Planned, slot: int = 0) -> Execution:
+    """Run the plan's cells in a fresh sandbox, probing and handing off after each question.
+
+    A timeout or a crash ends the run; what was probed before it is kept.
+    """
+    limits = job.config.limits_for(job.aid)
+    execution = Execution()
+    started = time.monotonic()
     threads = max(1, (os.cpu_count() or 1) // max(1, job.jobs))
     deadline = started + limits.notebook_timeout_s
     with Sandbox(job.aid, limits, job.layers, job.data_dir, slot=slot, threads=threads,
                  device=job.config.defaults.device) as box:
         current = "start-up"
         try:
-            # Pre-import torch (and seed it) only for notebooks that use it: it costs about 3 s.
-            uses_torch = any("torch" in source for source in code_cells)
-            box.initialise(job.config.defaults.seed, threads, uses_torch, min(INIT_TIMEOUT_S, limits.notebook_timeout_s))
-            for step in plan.steps:
+            box.initialise(job.config.defaults.seed, threads, planned.uses_torch,
+                           min(INIT_TIMEOUT_S, limits.notebook_timeout_s))
+            for step in planned.steps:
                 current = step.label
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise SandboxTimeout()
                 if step.kind == "run":
-                    reply = box.request({"op": "run", "index": len(result["cell_errors"]), "source": step.source},
+                    reply = box.request({"op": "run", "index": len(execution.cell_errors), "source": step.source},
                                         min(limits.cell_timeout_s, remaining))
                     if not reply.get("ok"):
                         error = str(reply.get("error", ""))[:300]
                         if "No space left on device" in error:  # a full tmpfs under bubblewrap
                             error = f"disk limit reached ({limits.disk_mb} MiB): {error}"
-                        result["cell_errors"].append(f"{step.label}: {error}")
+                        execution.cell_errors.append(f"{step.label}: {error}")
                     continue
-                shared: dict = {}  # checks with the same probe and inputs share one probe run
-                for number, check in enumerate(suite.for_question(step.question)):
-                    key = (check.probe, check.inputs)
-                    if key not in shared:
-                        ctx = checks_api.Context(ref, dict(assignment.thresholds), dict(assignment.budget),
-                                                 check_rng(job.config.defaults.seed, check), cells=code_cells)
-                        if check.inputs is not None:
-                            ctx.inputs = check.inputs(ctx)
-                        reply = box.request({"op": "probe", "id": f"{step.question}.{number}", "code": check.probe,
-                                             "inputs": wire.encode(ctx.inputs)},
-                                            min(PROBE_TIMEOUT_S, max(1.0, deadline - time.monotonic())))
-                        shared[key] = (ctx, reply)
-                    contexts[(step.question, number)], probed[f"{step.question}.{number}"] = shared[key]
-                handoff = suite.handoffs.get(step.question)
+                _probe_question(job, planned, step.question, box, execution, deadline)
+                handoff = planned.suite.handoffs.get(step.question)
                 if handoff is not None:
-                    values = handoff.values(ref) if handoff.values else {}
-                    box.request({"op": "inject", "values": wire.encode(values), "source": handoff.source},
-                                PROBE_TIMEOUT_S)
+                    box.request(handoff_request(handoff, planned.ref), PROBE_TIMEOUT_S)
         except SandboxTimeout:
             over_notebook = time.monotonic() >= deadline
             limit = (f"the notebook's {limits.notebook_timeout_s:.0f} s limit" if over_notebook
                      else f"the {limits.cell_timeout_s:.0f} s per-cell limit")
-            result.update(status=Status.TIMEOUT, message=f"{current} exceeded {limit}; later cells were not run")
+            execution.status = Status.TIMEOUT
+            execution.message = f"{current} exceeded {limit}; later cells were not run"
         except SandboxDied as exc:
-            result.update(status=Status.ERROR, message=f"{exc} while running {current}; later cells were not run")
+            execution.status = Status.ERROR
+            execution.message = f"{exc} while running {current}; later cells were not run"
+    return execution
 
-    result["questions"] = _verdicts(suite, assignment, probed, contexts, result["status"])
+
+def _probe_question(job: GradingJob, planned: Planned, qid: str, box: Sandbox, execution: Execution,
+                    deadline: float) -> None:
+    shared: dict = {}  # checks with the same probe and inputs share one probe run
+    for number, check in enumerate(planned.suite.for_question(qid)):
+        key = (check.probe, check.inputs)
+        if key not in shared:
+            ctx = check_context(job.assignment, job.config.defaults.seed, check, planned.ref, planned.code_cells)
+            if check.inputs is not None:
+                ctx.inputs = check.inputs(ctx)
+            reply = box.request({"op": "probe", "id": f"{qid}.{number}", "code": shipping.ship(check.probe),
+                                 "inputs": wire.encode(ctx.inputs)},
+                                min(PROBE_TIMEOUT_S, max(1.0, deadline - time.monotonic())))
+            shared[key] = (ctx, reply)
+        execution.contexts[(qid, number)], execution.replies[f"{qid}.{number}"] = shared[key]
+
+
+def handoff_request(handoff: checks_api.Handoff, ref) -> dict:
+    """The runner's `inject` request for a hand-off: values, installed sources, then its run step."""
+    values = handoff.values(ref) if handoff.values else {}
+    return {"op": "inject", "values": wire.encode(values),
+            "install": [shipping.ship(obj, closure=False) for obj in handoff.install],
+            "run": shipping.ship(handoff.run) if handoff.run else None}
+
+
+def record(job: GradingJob, result: dict, planned: Planned, execution: Execution, started: float) -> dict:
+    """Compute every verdict in this process and complete the result record."""
+    result["notes"].extend(planned.notes)
+    result["cell_errors"] = execution.cell_errors
+    if execution.status != Status.OK:
+        result.update(status=execution.status, message=execution.message)
+    result["questions"] = _verdicts(planned.suite, job.assignment, execution.replies, execution.contexts,
+                                    result["status"])
     # Kept so `grade --reuse` can recompute verdicts after a config change without executing anything.
     result["probe_signatures"] = {f"{check.question}.{n}": probe_signature(check)
-                                  for q in questions for n, check in enumerate(suite.for_question(q))}
-    result["_probes"] = {key: {"reply": reply, "inputs": wire.encode(contexts[_split(key)].inputs)}
-                         for key, reply in probed.items()}
-    return _finish(result, assignment, started)
+                                  for q in job.assignment.questions
+                                  for n, check in enumerate(planned.suite.for_question(q))}
+    result["_probes"] = {key: {"reply": reply, "inputs": wire.encode(execution.contexts[_split(key)].inputs)}
+                         for key, reply in execution.replies.items()}
+    return _finish(result, job.assignment, started)
 
 
 def _split(key: str) -> tuple[str, int]:
@@ -186,9 +270,9 @@ def check_rng(seed: int, check) -> np.random.Generator:
 
 
 def probe_signature(check) -> str:
-    """Identifies the data a check needs: its probe code and how its inputs are drawn."""
-    inputs = getattr(check.inputs, "__qualname__", "") if check.inputs else ""
-    return hashlib.sha256(f"{check.question}\0{check.probe}\0{inputs}".encode()).hexdigest()[:16]
+    """Identifies the data a check needs: its probe's source and its inputs function's source
+    (each with the helpers and constants it uses)."""
+    return f"{check.question}:{shipping.signature(check.probe, check.inputs)}"
 
 
 def regrade_from_probes(job: GradingJob, previous: dict, probes: dict) -> dict | None:
@@ -209,8 +293,7 @@ def regrade_from_probes(job: GradingJob, previous: dict, probes: dict) -> dict |
             if stored.get(key) != probe_signature(check):
                 return None
             if key in probes:
-                ctx = checks_api.Context(ref, dict(assignment.thresholds), dict(assignment.budget),
-                                         check_rng(job.config.defaults.seed, check), cells=previous.get("_cells", []))
+                ctx = check_context(assignment, job.config.defaults.seed, check, ref, previous.get("_cells", []))
                 ctx.inputs = _decoded_inputs(probes[key]["inputs"])
                 contexts[(qid, number)], probed[key] = ctx, probes[key]["reply"]
     result = {k: v for k, v in previous.items() if k not in ("questions", "total", "max_total", "seconds", "_cells")}
@@ -243,12 +326,13 @@ def _verdicts(suite, assignment, probed: dict, contexts: dict, status: str) -> d
         outcomes = []
         for number, check in enumerate(suite.for_question(qid)):
             reply = probed.get(f"{qid}.{number}")
-            outcomes.append(_one_verdict(check, reply, contexts.get((qid, number)), status))
+            outcomes.append(verdict_outcome(check, reply, contexts.get((qid, number)), status))
         rows[qid] = question_row(question, outcomes, "")
     return rows
 
 
-def _one_verdict(check, reply: dict | None, ctx, status: str) -> dict:
+def verdict_outcome(check, reply: dict | None, ctx, status: str) -> dict:
+    """One check's outcome from its probe reply: passed, or the message (and hint) saying why not."""
     outcome = {"description": check.description, "passed": False, "message": ""}
     if reply is None:
         outcome["message"] = ("not reached: the notebook stopped before this question"

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from .build import ZIP_EPOCH
 from .config import REPO_ROOT, GradingConfig
-from .data import TOY_FILES
 
 SETUP_SH = """#!/usr/bin/env bash
 # Runs once when Gradescope builds the autograder image.
@@ -55,14 +54,14 @@ def build_gradescope_zip(aid: str, config: GradingConfig, out: Path) -> Path:
     package = REPO_ROOT / "autograder"
     for path in sorted(package.glob("*.py")):
         files[f"autograder/{path.name}"] = path.read_bytes()
-    checks = REPO_ROOT / Path(assignment.notebook).parent / "checks.py"
-    files[f"{Path(assignment.notebook).parent.as_posix()}/checks.py"] = checks.read_bytes()
+    checks = REPO_ROOT / Path(assignment.notebook).parent
+    for path in sorted(checks.glob("*.py")):  # the assignment's check package
+        files[f"{checks.relative_to(REPO_ROOT).as_posix()}/{path.name}"] = path.read_bytes()
     files[f"assignments/{aid}/{aid}.ipynb"] = (REPO_ROOT / "assignments" / aid / f"{aid}.ipynb").read_bytes()
     for name in SOURCE_FILES:
         files[name] = (REPO_ROOT / name).read_bytes()
     data = REPO_ROOT / "datasets"
-    names = [*TOY_FILES, "SHA256SUMS"] + (sorted(f"mnist/{p.name}" for p in (data / "mnist").glob("*.gz"))
-                                          if aid == "mnist" else [])
+    names = [*assignment.data, "SHA256SUMS"]  # what grading.yml declares this assignment reads
     sums = [line for line in (data / "SHA256SUMS").read_text().splitlines()
             if line.split()[-1] in names]
     for name in names:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .build import ZIP_EPOCH
 from .config import REPO_ROOT, GradingConfig
-from .data import DATA_DIR, MNIST_FILES, TOY_FILES, prepare
+from .data import release_files
 
 STUDENT_REQUIREMENTS = """\
 # Packages for the course notebooks (the versions the course was tested with), for Python 3.10 to
@@ -81,7 +81,7 @@ def release(config: GradingConfig, out: Path, assignments: list[str] | None = No
             raise FileNotFoundError(f"{source} is missing: run `python -m autograder build {aid}` first")
         (out / "assignments" / aid).mkdir()
         shutil.copy2(source, out / "assignments" / aid / source.name)
-    _copy_data(out / "datasets")
+    _copy_data(out / "datasets", [name for aid in ids for name in config.assignment(aid).data])
     (out / "requirements.txt").write_text(STUDENT_REQUIREMENTS)
     (out / "README.md").write_text(STUDENT_README.format(course=config.course.name,
                                                          assignments=", ".join(ids)))
@@ -90,15 +90,13 @@ def release(config: GradingConfig, out: Path, assignments: list[str] | None = No
     return out, archive
 
 
-def _copy_data(target: Path) -> None:
-    """Toy CSVs and MNIST unpacked where torchvision looks, so students need no download."""
-    raw = prepare()
+def _copy_data(target: Path, declared: list[str]) -> None:
+    """The data the released assignments declare, laid out where their notebooks look (MNIST
+    unpacked for torchvision), so students need no download."""
     target.mkdir(parents=True)
-    for name in TOY_FILES:
-        shutil.copy2(DATA_DIR / name, target / name)
-    (target / "MNIST" / "raw").mkdir(parents=True)
-    for name in MNIST_FILES:
-        shutil.copy2(raw / name, target / "MNIST" / "raw" / name)
+    for relative, source in release_files(declared).items():
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target / relative)
 
 
 def _zip_folder(folder: Path, archive: Path) -> None:

@@ -1,8 +1,9 @@
 """Execute a notebook's cells inside the sandbox and answer the grader over pipes.
 
-This file is copied into the sandbox with `wire.py` and `landlock.py` and started as a plain
-Python process, so it imports nothing from the grader package. It never decides a score: it runs cells, runs the
-grader's probes (which export plain data) and injects the grader's hand-off values.
+This file is copied into the sandbox with `wire.py`, `landlock.py` and `probe_tools.py` and started
+as a plain Python process, so it imports nothing from the grader package. It never decides a score:
+it runs cells, runs the grader's probes (functions sent as source by `shipping.py`, which return
+plain data) and carries out the grader's hand-offs.
 
 Protocol: one JSON object per line. The grader writes requests to our stdin; we answer on the
 file descriptor that was stdout at start-up. Student output goes to a bounded buffer instead, so
@@ -11,15 +12,17 @@ printing hundreds of megabytes cannot fill a pipe or a disk.
 from __future__ import annotations
 
 import builtins
+import importlib
+import inspect
 import os
 import random
 import signal
 import sys
 import time
-import traceback
 
 import landlock
 import wire
+from probe_tools import describe_error
 
 TAIL_CHARS = 2000
 
@@ -47,13 +50,6 @@ class Tail:
 
 class ProbeError(Exception):
     """A probe could not find what it looks for; the message is shown to the student."""
-
-
-def _describe_error(exc: BaseException | None) -> str:
-    if exc is None:
-        return ""
-    lines = traceback.format_exception_only(type(exc), exc)
-    return "".join(lines).strip()[-600:]
 
 
 def _drop_privileges() -> None:
@@ -105,7 +101,7 @@ class Runner:
             try:
                 reply = handler(request)
             except Exception as exc:  # noqa: BLE001 - answer, so the grader can carry on
-                reply = {"op": "error", "ok": False, "error": _describe_error(exc)}
+                reply = {"op": "error", "ok": False, "error": describe_error(exc)}
             self.send(reply)
 
     # -- requests -------------------------------------------------------------------------
@@ -152,33 +148,41 @@ class Runner:
             "op": "ran",
             "index": request["index"],
             "ok": error is None,
-            "error": _describe_error(error),
+            "error": describe_error(error),
             "output_tail": self.tail.text[-500:],
             "seconds": round(time.monotonic() - start, 3),
         }
 
     def op_probe(self, request: dict) -> dict:
-        exported: dict = {}
-        namespace = self._probe_namespace(request, exported)
         try:
-            exec(compile(request["code"], f"<probe {request['id']}>", "exec"), namespace)
+            inputs = self._to_native(wire.decode(request["inputs"])) if request.get("inputs") else {}
+            probe = rebuild(request["code"], fresh_namespace())
+            exported = probe(**arguments(probe, {"inputs": inputs}, self.shell.user_ns))
+            if not isinstance(exported, dict):
+                raise ProbeError(f"the probe {request['code'].get('call')} returned no data (a grader fault)")
             return {"op": "probed", "id": request["id"], "ok": True, "data": wire.encode(exported)}
         except ProbeError as exc:
             error = str(exc)
         except BaseException as exc:  # noqa: BLE001 - student objects may raise anything
-            error = _describe_error(exc)
+            error = describe_error(exc)
         return {"op": "probed", "id": request["id"], "ok": False, "error": error}
 
     def op_inject(self, request: dict) -> dict:
+        user_ns = self.shell.user_ns
         values = wire.decode(request.get("values") or {})
         for name, value in values.items():
-            self.shell.user_ns[name] = self._to_native(value)
+            user_ns[name] = self._to_native(value)
         error = ""
-        if request.get("source"):
-            try:
-                exec(compile(request["source"], "<grader hand-off>", "exec"), self.shell.user_ns)
-            except BaseException as exc:  # noqa: BLE001 - the student's objects may be broken
-                error = _describe_error(exc)
+        try:
+            # Reference classes and functions the prompt specifies, defined as a notebook cell would.
+            for shipment in request.get("install") or []:
+                rebuild(shipment, user_ns)
+            if request.get("run"):
+                step = rebuild(request["run"], fresh_namespace())
+                made = step(**arguments(step, {}, user_ns))
+                user_ns.update(made or {})
+        except BaseException as exc:  # noqa: BLE001 - the student's objects may be broken
+            error = describe_error(exc)
         return {"op": "injected", "names": sorted(values), "error": error}
 
     # -- helpers for probes ------------------------------------------------------------------
@@ -193,95 +197,37 @@ class Runner:
             return [self._to_native(v) for v in value]
         return value
 
-    def _probe_namespace(self, request: dict, exported: dict) -> dict:
-        user_ns = self.shell.user_ns
+def arguments(function, given: dict, user_ns: dict) -> dict:
+    """A value for each parameter: the grader's (`inputs`), else the student's variable of that name.
 
-        def get(name):
-            if name not in user_ns:
-                raise ProbeError(f"`{name}` is not defined: run the cell that creates it, and keep its name")
-            return user_ns[name]
-
-        def export(**values):
-            exported.update(values)
-
-        return {
-            "__builtins__": builtins,
-            "get": get,
-            "export": export,
-            "ProbeError": ProbeError,
-            "inputs": self._to_native(wire.decode(request["inputs"])) if request.get("inputs") else {},
-            "figure_summary": figure_summary,
-            "faked_cuda": faked_cuda,
-        }
-
-
-def faked_cuda(call, available: bool) -> dict:
-    """Call `call()` while torch reports a GPU as `available` (or not); describe what it returned.
-
-    Lets a device check run on a machine without a GPU: a `pick_device()` that ignores
-    `torch.cuda.is_available()` answers "cpu" when told a GPU is there. Only the two functions
-    are replaced, and always restored, so nothing else in the student's process changes.
+    A parameter with a default is optional; any other missing name is the student's to fix.
     """
-    import torch
-
-    saved = torch.cuda.is_available, torch.cuda.device_count
-    torch.cuda.is_available = lambda: available
-    torch.cuda.device_count = lambda: 1 if available else 0
-    try:
-        value = call()
-        return {"value": str(value), "type": type(value).__name__, "error": ""}
-    except Exception as exc:  # noqa: BLE001 - the student's function may fail in any way
-        return {"value": "", "type": "", "error": _describe_error(exc)}
-    finally:
-        torch.cuda.is_available, torch.cuda.device_count = saved
+    values = {}
+    for name, parameter in inspect.signature(function).parameters.items():
+        if name in given:
+            values[name] = given[name]
+        elif name in user_ns:
+            values[name] = user_ns[name]
+        elif parameter.default is inspect.Parameter.empty:
+            raise ProbeError(f"`{name}` is not defined: run the cell that creates it, and keep its name")
+    return values
 
 
-def figure_summary(figure=None):
-    """Describe a matplotlib figure (default: the latest): axes, labels, lines, legend, collections."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    if type(figure).__name__ != "Figure":
-        numbers = plt.get_fignums()
-        if not numbers:
-            return None
-        figure = plt.figure(numbers[-1])
-    axes = []
-    for ax in figure.axes:
-        lines = []
-        for line in ax.get_lines():
-            try:
-                x = np.asarray(line.get_xdata(), dtype=float).ravel()
-            except (TypeError, ValueError):
-                x = np.zeros(0)
-            lines.append({
-                "n": int(x.size),
-                "label": str(line.get_label()),
-                "vertical_at": float(x[0]) if x.size and np.all(x == x[0]) else None,
-            })
-        legend = ax.get_legend()
-        axes.append({
-            "xlabel": ax.get_xlabel(),
-            "ylabel": ax.get_ylabel(),
-            "title": ax.get_title(),
-            "xscale": ax.get_xscale(),
-            "yscale": ax.get_yscale(),
-            "legend": [t.get_text() for t in legend.get_texts()] if legend else None,
-            "lines": lines,
-            "collections": [type(c).__name__ for c in ax.collections],
-            "collection_points": [_offset_count(c) for c in ax.collections],
-            "n_images": len(ax.images),
-            "n_patches": len(ax.patches),
-        })
-    return {"axes": axes}
+def fresh_namespace() -> dict:
+    """Where a probe is rebuilt: nothing of the student's, so it reads only what it is passed."""
+    return {"__builtins__": builtins, "__name__": "nn4e_probe"}
 
 
-def _offset_count(collection) -> int:
-    """How many points a collection draws (a scatter's markers); 0 when it has no offsets."""
-    try:
-        return int(len(collection.get_offsets()))
-    except (TypeError, ValueError, AttributeError):
-        return 0
+def rebuild(shipment: dict, namespace: dict):
+    """Define a shipped function or class (see the grader's shipping.py) in `namespace` and return it."""
+    for name, module, attribute in shipment.get("imports", []):
+        value = importlib.import_module(module)
+        namespace[name] = getattr(value, attribute) if attribute else value
+    if shipment.get("constants"):
+        namespace.update(wire.decode(shipment["constants"]))
+    for source in shipment.get("sources", []):
+        exec(compile(source, f"<grader: {shipment['call']}>", "exec"), namespace)
+    return namespace[shipment["call"]]
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from .config import Limits
 from .isolation import BASE_UID, UID_RANGE, Layers, enter_private_network, interpreter_prefixes, sandbox_python
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-RUNNER_FILES = ("runner.py", "wire.py", "landlock.py")  # the only grader code the sandbox sees
+RUNNER_FILES = ("runner.py", "wire.py", "landlock.py", "probe_tools.py")  # the only grader code the sandbox sees
 SANDBOX_ROOT = Path("/sandbox")
 GRADER_DIR_INSIDE = Path("/opt/grader")
 # Fixed, not under $TMPDIR: every grader process on the machine must see the same locks. Only root
@@ -182,7 +182,7 @@ class Sandbox:
     """One sandboxed runner process for one submission. Use as a context manager.
 
     Host layout of `tmp` without bubblewrap (with it, the same pieces are bound under /sandbox):
-      grader/                 runner.py, wire.py, landlock.py (read-only for the sandbox)
+      grader/                 runner.py, wire.py, landlock.py, probe_tools.py (read-only for the sandbox)
       assignments/<id>/       the working folder (read-write)
       home/, home/tmp/        $HOME and $TMPDIR (read-write)
       datasets -> data_dir    so `../../datasets` works as in the course's folder layout

@@ -56,7 +56,7 @@ def write_notebook(notebook: dict, path: Path) -> Path:
 
 def decoy_repository(root: Path) -> Path:
     """A throwaway tree laid out like the repository, for hostile cases to aim at instead of the checkout."""
-    for relative in ("grading.yml", "solutions/spiral/checks.py", "datasets/spiral.csv",
+    for relative in ("grading.yml", "solutions/spiral/verdicts.py", "datasets/spiral.csv",
                      "tests/submissions/spiral/solution.ipynb"):
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def decoy_repository(root: Path) -> Path:
 
 def decoy_intact(root: Path) -> bool:
     return all((root / r).read_text() == f"decoy {r}\n" for r in
-               ("grading.yml", "solutions/spiral/checks.py", "datasets/spiral.csv",
+               ("grading.yml", "solutions/spiral/verdicts.py", "datasets/spiral.csv",
                 "tests/submissions/spiral/solution.ipynb"))
 
 

@@ -1,8 +1,10 @@
 """Student notebooks: no solutions, no hidden tests, no outputs, locked plumbing cells."""
 from __future__ import annotations
 
+import ast
 import json
 import re
+import sys
 
 import pytest
 
@@ -78,3 +80,46 @@ def test_plumbing_cells_are_locked(path):
         assert any(needle in source(c) for c in plumbing), f"no {kind} cell"
     for cell in plumbing:
         assert cell["metadata"].get("editable") is False and cell["metadata"].get("deletable") is False, source(cell)
+
+
+# -- the check packages ---------------------------------------------------------------------------
+PACKAGE_FILES = sorted((REPO_ROOT / "solutions").glob("*/*.py"))
+SANDBOX_SIDE = [p for p in PACKAGE_FILES if p.name in ("probes.py", "reference.py")]
+SANDBOX_IMPORTS = {"numpy", "torch", "torchvision", "matplotlib", "autograder.probe_tools"}
+CODE_WORDS = re.compile(r"\b(def |class |import |export\(|get\(\")")
+
+
+def _strings_outside_docstrings(tree) -> list:
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in docstrings]
+
+
+@pytest.mark.parametrize("path", PACKAGE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_no_code_in_string_literals(path):
+    """Check that probes and hand-offs are functions, not Python inside strings"""
+    for node in _strings_outside_docstrings(ast.parse(path.read_text())):
+        if "\n" in node.value.strip() and CODE_WORDS.search(node.value):
+            try:
+                compile(node.value, "<string>", "exec")
+            except SyntaxError:
+                continue
+            pytest.fail(f"{path.name} line {node.lineno}: Python code inside a string; make it a function")
+
+
+@pytest.mark.parametrize("path", SANDBOX_SIDE, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_sandbox_side_modules_import_nothing_of_the_grader(path):
+    """Check that probes.py and reference.py import only what the sandbox has at module level"""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [] if node.level else [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            assert name in SANDBOX_IMPORTS or top in SANDBOX_IMPORTS or top in sys.stdlib_module_names, \
+                f"{path}: `import {name}` is not available in the sandbox"

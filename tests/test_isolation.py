@@ -64,13 +64,13 @@ def test_wall_off_hides_a_repository_from_sandbox_uids(public_tmp):
     """Check that wall_off makes a world-readable repository and results unreadable to a sandbox uid"""
     repo, results = public_tmp / "repo", public_tmp / "results"
     (repo / "solutions" / "spiral").mkdir(parents=True)
-    (repo / "solutions" / "spiral" / "checks.py").write_text("hidden")
+    (repo / "solutions" / "spiral" / "verdicts.py").write_text("hidden")
     (repo / "grading.yml").write_text("hidden")
     results.mkdir()
     (results / "grades.csv").write_text("hidden")
     for path in (repo, repo / "solutions", repo / "solutions" / "spiral", results):
         path.chmod(0o755)
-    targets = [repo, repo / "grading.yml", repo / "solutions" / "spiral" / "checks.py", results / "grades.csv"]
+    targets = [repo, repo / "grading.yml", repo / "solutions" / "spiral" / "verdicts.py", results / "grades.csv"]
     assert readable_by(BASE_UID, targets) == targets
     changed = wall_off(repo, [results])
     assert repo in changed and readable_by(BASE_UID, targets) == []

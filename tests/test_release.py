@@ -30,7 +30,7 @@ def test_release_holds_only_student_material(released, config):
     for name in files:
         assert (name in expected_notebooks or name in ("README.md", "requirements.txt")
                 or name.startswith("datasets/")), name
-        assert not any(bad in name for bad in ("solution", "checks.py", "grading.yml", "autograder", "tests/"))
+        assert not any(bad in name for bad in ("solution", "verdicts.py", "probes.py", "reference.py", "grading.yml", "autograder", "tests/"))
     for notebook_path in expected_notebooks:
         text = "\n".join(source(c) for c in json.loads((folder / notebook_path).read_text())["cells"])
         assert not MARKERS.search(text)

@@ -56,7 +56,7 @@ def probe(box, code: str) -> dict:
 
 def test_repository_and_other_files_are_unreadable(box):
     """Check that student code can read neither solutions, grading.yml nor the repository, but can read the data"""
-    targets = [str(REPO_ROOT / n) for n in ("solutions/spiral/checks.py", "grading.yml", "tests/conftest.py",
+    targets = [str(REPO_ROOT / n) for n in ("solutions/spiral/verdicts.py", "grading.yml", "tests/conftest.py",
                                            "autograder/grade.py", "README.md")] + [str(REPO_ROOT)]
     run(box, "import os\nread = []\n"
              f"for p in {targets!r}:\n"

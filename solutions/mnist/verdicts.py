@@ -1,5 +1,5 @@
-"""Hidden checks for `mnist`: probes export plain data, verdicts compare it with the grader's own
-reference (the MNIST split loaded from datasets/ and the reference architectures below).
+"""Verdicts for `mnist`: the probes' plain data compared with the grader's own reference (the
+MNIST split loaded from datasets/ and reference.py's architectures).
 
 Every accuracy is measured here, from the exported weights: numbers the notebook reports are only
 compared with those measurements.
@@ -10,71 +10,42 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from autograder.checks import (DEVICE_CHOICE_PROBE, TRAINING_SETUP_PROBE, Check, Context, Handoff, array, expect,
-                               expect_device_choice, expect_logits, expect_training_setup, figure, integer,
-                               labelled, number, numbers)
+from autograder.checks import (Check, Context, Handoff, array, expect, expect_device_choice, expect_logits,
+                               expect_training_setup, expect_watched_run, figure, integer, labelled, number,
+                               numbers)
 from autograder.data import DATA_DIR, prepare
+from autograder.probe_tools import device_choice, training_setup
+
+from . import probes
+from .reference import (BATCH_SIZE, EPOCH_LR, EPOCH_ROWS, PATIENCE, PROBE_EPOCHS, PROBE_PATIENCE, MNISTNet,
+                        accuracy, architectures, epoch_net, mnist_split, predict, probe_net, reference_epoch)
 
 SPLITS = {"train": ("X_train_mnist", "y_train_mnist", 5000),
           "val": ("X_val_mnist", "y_val_mnist", 1000),
           "test": ("X_test_mnist", "y_test_mnist", 10000)}
-PATIENCE = 30
-BATCH_SIZE = 64
 ROWS_PER_SPLIT = 64  # rows compared value by value; every row is compared by its sum
+# Calibrated in docs/calibration.md (`python -m autograder calibrate mnist`).
+ROW_SUM_RTOL, ROW_SUM_ATOL = 1e-5, 1e-3  # q1: every row's sum against the grader's (np.allclose)
+PIXEL_TOLERANCE = 1e-6  # q1: |pixel - grader's pixel| on the compared rows
 PRED_TOLERANCE = 10  # test predictions that may differ from the grader's (float ties across thread counts;
 #                      measured 0 between 1 and 2 threads, 845 for predictions with dropout on)
 ACC_TOLERANCE = 0.15  # percentage points between a reported accuracy and the grader's measurement (measured:
 #                      0 for correct answers, >= 0.68 for a val accuracy taken with dropout on)
-# The grader's own early-stopping problem for `train_model`: random labels, so the validation loss
-# rises after a few epochs and the final weights differ from the best ones.
-PROBE_EPOCHS = 60
-PROBE_PATIENCE = 5
-PROBE_LR = 0.01
-# q9: the grader's own mini-batch problem for `train_epoch` (plain SGD, so every step is exact).
-EPOCH_ROWS = 64
-EPOCH_BATCH = 16
-EPOCH_LR = 0.1
+PROBE_RESTORE_TOLERANCE = 1e-5  # q3: |restored - lowest val loss| / max(1, lowest) on the grader's problem
+RESTORE_TOLERANCE = 1e-4  # q3: the same on the MNIST run
+PERCENT_TOLERANCE = 1e-3  # q4: |test_acc - the percentage of correct test_preds|
+DIGIT_TOLERANCE = 1e-6  # q4: |digit_accs[d] - the grader's per-digit percentage|
 EPOCH_TOLERANCE = 1e-5  # largest |student - grader| on a weight after the epoch, and on the mean loss
-# (measured with tools/calibrate_mnist.py --tolerances: <= 1.8e-7 for correct variants on 1 or 2 threads,
-# >= 4.2e-3 without zero_grad, with the last batch's loss, with momentum or another batch size)
-
-
-def mnist_net() -> nn.Sequential:
-    """The MNISTNet layers (also the comparison's Deep network)."""
-    return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, 128), nn.ReLU(),
-                         nn.Dropout(0.2), nn.Linear(128, 10))
-
-
-def architectures() -> dict[int, tuple[str, nn.Sequential]]:
-    """Phase 6's networks by parameter count."""
-    nets = {
-        "Small": nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)),
-        "Medium": nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, 10)),
-        "Deep": mnist_net(),
-    }
-    return {sum(p.numel() for p in net.parameters()): (name, net) for name, net in nets.items()}
-
-
-def probe_net() -> nn.Sequential:
-    return nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+# (<= 1.8e-7 for correct variants on 1 or 2 threads, >= 4.2e-3 without zero_grad, with the last batch's
+# loss, with momentum or another batch size)
 
 
 def reference(assignment):
-    import torchvision
-
     prepare()
-    train = torchvision.datasets.MNIST(root=DATA_DIR, train=True, download=True)
-    test = torchvision.datasets.MNIST(root=DATA_DIR, train=False, download=True)
-    X = train.data[:6000].reshape(-1, 784).float() / 255.0
-    y = train.targets[:6000].long()
-    return {
-        "X_train": X[:5000], "y_train": y[:5000],
-        "X_val": X[5000:], "y_val": y[5000:],
-        "X_test": test.data.reshape(-1, 784).float() / 255.0, "y_test": test.targets.long(),
-    }
+    return mnist_split(DATA_DIR)
 
 
-def _load(model: nn.Module, params, name: str) -> nn.Module:
+def load_params(model: nn.Module, params, name: str) -> nn.Module:
     """Copy an exported list of parameters (in `model.parameters()` order) into `model`, in eval mode."""
     expect(isinstance(params, list), f"could not read the parameters of {name}")
     targets = list(model.parameters())
@@ -88,21 +59,27 @@ def _load(model: nn.Module, params, name: str) -> nn.Module:
     return model.eval()
 
 
-def _predict(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(X).argmax(dim=1)
-
-
-def _accuracy(model: nn.Module, ctx: Context, split: str) -> float:
+def split_accuracy(model: nn.Module, ctx: Context, split: str) -> float:
     """Accuracy (a fraction) of `model` on the reference split."""
-    return (_predict(model, ctx.ref[f"X_{split}"]) == ctx.ref[f"y_{split}"]).float().mean().item()
+    return accuracy(model, ctx.ref[f"X_{split}"], ctx.ref[f"y_{split}"])
+
+
+def percent_gap(reported, measured_fraction: float, name: str) -> float:
+    """Percentage points between a reported accuracy and the grader's measurement."""
+    return abs(number(reported, name) - 100 * measured_fraction)
 
 
 def _close_percent(reported, measured_fraction: float, name: str) -> None:
-    value = number(reported, name)
-    expect(abs(value - 100 * measured_fraction) <= ACC_TOLERANCE,
+    expect(percent_gap(reported, measured_fraction, name) <= ACC_TOLERANCE,
            f"`{name}` does not match the accuracy the grader measured from the weights: measure it in "
            "percent, on the right split, in eval() mode (dropout off)")
+
+
+def restore_gap(model: nn.Module, X, y, val_losses: np.ndarray) -> float:
+    """|validation loss of the restored weights - the lowest in the history| / max(1, lowest)."""
+    with torch.no_grad():
+        restored = nn.CrossEntropyLoss()(model(X), y).item()
+    return abs(restored - val_losses.min()) / max(1.0, abs(val_losses.min()))
 
 
 # -- q1: the data -------------------------------------------------------------------------------
@@ -111,21 +88,15 @@ def inputs_rows(ctx: Context) -> dict:
             for split, (_, _, n) in SPLITS.items()}
 
 
-DATA_PROBE = """
-import torch
-parts = {}
-for split, (x_name, y_name) in {"train": ("X_train_mnist", "y_train_mnist"), "val": ("X_val_mnist", "y_val_mnist"),
-                                "test": ("X_test_mnist", "y_test_mnist")}.items():
-    X, y = get(x_name), get(y_name)
-    part = {"X_type": type(X).__name__, "y": y if isinstance(y, torch.Tensor) else type(y).__name__}
-    if isinstance(X, torch.Tensor):
-        part.update(X_dtype=str(X.dtype), X_shape=list(X.shape))
-        rows = torch.as_tensor(inputs["rows_" + split])
-        if X.dim() == 2 and X.shape[1] == 784 and X.shape[0] > int(rows.max()):
-            part.update(row_sums=X.double().sum(dim=1), rows=X[rows])
-    parts[split] = part
-export(parts=parts)
-"""
+def row_distances(sums: np.ndarray, rows: np.ndarray, ref_X: torch.Tensor, picked) -> tuple[float, float]:
+    """Largest |row sum - grader's| beyond ROW_SUM_RTOL of the grader's (np.allclose's measure), and
+    largest |pixel - grader's| on the picked rows; infinite when the number of rows differs."""
+    ref_sums = ref_X.double().sum(dim=1).numpy()
+    if sums.shape != ref_sums.shape:
+        return float("inf"), float("inf")
+    ref_rows = ref_X[torch.as_tensor(picked)].numpy()
+    return (float(np.max(np.abs(sums - ref_sums) - ROW_SUM_RTOL * np.abs(ref_sums))),
+            float(np.max(np.abs(np.asarray(rows, dtype=np.float64) - ref_rows))))
 
 
 def verdict_data(data: dict, ctx: Context) -> None:
@@ -147,9 +118,8 @@ def verdict_data(data: dict, ctx: Context) -> None:
         ref_sums = ref_X.double().sum(dim=1).numpy()
         expect(not (sums.shape == ref_sums.shape and np.allclose(sums, 255 * ref_sums, rtol=1e-5, atol=1e-2)),
                f"the pixels of `{x_name}` run from 0 to 255: scale them to [0, 1]")
-        ref_rows = ref_X[torch.as_tensor(ctx.inputs[f"rows_{split}"])].numpy()
-        expect(sums.shape == ref_sums.shape and np.allclose(sums, ref_sums, rtol=1e-5, atol=1e-3)
-               and np.allclose(rows, ref_rows, atol=1e-6),
+        excess, pixels = row_distances(sums, rows, ref_X, ctx.inputs[f"rows_{split}"])
+        expect(excess <= ROW_SUM_ATOL and pixels <= PIXEL_TOLERANCE,
                f"`{x_name}` does not hold the {split} images described in the question, scaled to [0, 1]")
 
 
@@ -158,25 +128,13 @@ def inputs_images(ctx: Context) -> dict:
     return {"x": torch.from_numpy(ctx.rng.uniform(0.0, 1.0, size=(128, 784)).astype(np.float32))}
 
 
-MODEL_PROBE = """
-import torch
-fresh = get("MNISTNet")()
-fresh.eval()
-with torch.no_grad():
-    out = fresh(inputs["x"])
-export(n_params=sum(p.numel() for p in fresh.parameters()),
-       dropouts=[float(m.p) for m in fresh.modules() if type(m).__name__ == "Dropout"],
-       params=[p.detach() for p in fresh.parameters()], out=out)
-"""
-
-
 def verdict_model(data: dict, ctx: Context) -> None:
     expect(integer(data.get("n_params"), "parameter count") == 235146,
            "MNISTNet() should have 235,146 parameters: 784*256 + 256 + 256*128 + 128 + 128*10 + 10")
     dropouts = data.get("dropouts")
     expect(isinstance(dropouts, list) and len(dropouts) == 2 and all(abs(p - 0.2) < 1e-12 for p in dropouts),
            "MNISTNet should contain two nn.Dropout(0.2) layers, one after each hidden ReLU")
-    model = _load(mnist_net(), data.get("params"), "MNISTNet()")
+    model = load_params(MNISTNet(), data.get("params"), "MNISTNet()")
     out = array(data.get("out"), "the model's output", kind="tensor", shape=(128, 10))
     with torch.no_grad():
         logits = model(ctx.inputs["x"]).numpy()
@@ -216,19 +174,11 @@ def inputs_noise(ctx: Context) -> dict:
     return {"X_tr": images(64), "y_tr": labels(64), "X_v": images(64), "y_v": labels(64)}
 
 
-TRAIN_PROBE = f"""
-import torch
-import torch.nn as nn
-import torch.optim as optim
-train_model = get("train_model")
-with torch.random.fork_rng():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
-    opt = optim.Adam(net.parameters(), lr={PROBE_LR})
-    history = train_model(net, inputs["X_tr"], inputs["y_tr"], inputs["X_v"], inputs["y_v"],
-                          nn.CrossEntropyLoss(), opt, n_epochs={PROBE_EPOCHS}, patience={PROBE_PATIENCE})
-export(history=history, params=[p.detach() for p in net.parameters()])
-"""
+def probe_restore_gap(data: dict, ctx: Context) -> float:
+    """On the grader's problem: restore_gap of the weights `train_model` ended with."""
+    h = _history(data.get("history"), "train_model(...)")
+    net = load_params(probe_net(), data.get("params"), "the grader's test network")
+    return restore_gap(net, ctx.inputs["X_v"], ctx.inputs["y_v"], h["val_losses"])
 
 
 def verdict_train_function(data: dict, ctx: Context) -> None:
@@ -238,17 +188,14 @@ def verdict_train_function(data: dict, ctx: Context) -> None:
            "train_model should stop once the validation loss has not improved for `patience` epochs "
            "(use its `patience` and `n_epochs` arguments)")
     expect(h["train_losses"][-1] < h["train_losses"][0], "the training loss should go down: check the five steps")
-    net = _load(probe_net(), data.get("params"), "the grader's test network")
-    with torch.no_grad():
-        restored = nn.CrossEntropyLoss()(net(ctx.inputs["X_v"]), ctx.inputs["y_v"]).item()
-    expect(abs(restored - h["val_losses"].min()) <= 1e-5 * max(1.0, abs(h["val_losses"].min())),
+    expect(probe_restore_gap(data, ctx) <= PROBE_RESTORE_TOLERANCE,
            "on the grader's problem, the model did not end with the weights of its best epoch: snapshot them "
            "with a real copy (clone every tensor) and restore them after the loop")
 
 
-HISTORY_PROBE = """
-export(history=get("history"), params=[p.detach() for p in get("model").parameters()])
-"""
+def mnist_restore_gap(model: nn.Module, h: dict, ctx: Context) -> float:
+    """On the MNIST run: restore_gap of the trained model, on the grader's validation split."""
+    return restore_gap(model, ctx.ref["X_val"], ctx.ref["y_val"], h["val_losses"])
 
 
 def verdict_history(data: dict, ctx: Context) -> None:
@@ -258,59 +205,58 @@ def verdict_history(data: dict, ctx: Context) -> None:
     expect(n == min(max_epochs, h["best_epoch"] + PATIENCE + 1),
            f"train with patience={PATIENCE} and n_epochs=MAX_EPOCHS")
     expect(h["train_losses"][-10:].mean() < h["train_losses"][:10].mean(), "the training loss should go down")
-    model = _load(mnist_net(), data.get("params"), "model")
-    with torch.no_grad():
-        restored = nn.CrossEntropyLoss()(model(ctx.ref["X_val"]), ctx.ref["y_val"]).item()
-    expect(abs(restored - h["val_losses"].min()) <= 1e-4 * max(1.0, h["val_losses"].min()),
+    model = load_params(MNISTNet(), data.get("params"), "model")
+    expect(mnist_restore_gap(model, h, ctx) <= RESTORE_TOLERANCE,
            "the trained model's validation loss is not the lowest one in history['val_losses']: restore the best weights")
-    _close_percent(float(h["val_accs"][h["best_epoch"]]), _accuracy(model, ctx, "val"),
+    _close_percent(float(h["val_accs"][h["best_epoch"]]), split_accuracy(model, ctx, "val"),
                    "history['val_accs'][best_epoch]")
 
 
 def verdict_test_accuracy(data: dict, ctx: Context) -> None:
-    model = _load(mnist_net(), data.get("params"), "model")
-    accuracy = _accuracy(model, ctx, "test")
+    model = load_params(MNISTNet(), data.get("params"), "model")
+    measured = split_accuracy(model, ctx, "test")
     minimum = ctx.thresholds["min_test_accuracy"]
-    expect(accuracy >= minimum, f"the grader measured {100 * accuracy:.1f}% test accuracy with your model's "
+    expect(measured >= minimum, f"the grader measured {100 * measured:.1f}% test accuracy with your model's "
                                 f"weights; at least {100 * minimum:.0f}% is required")
 
 
 # -- q4 and q5: evaluation ----------------------------------------------------------------------
-EVAL_PROBE = """
-fig_name = {"q4": "fig_cm", "q5": "fig_preds"}[inputs["question"]]
-values = dict(params=[p.detach() for p in get("model").parameters()], test_preds=get("test_preds"),
-              test_acc=get("test_acc"), figure=figure_summary(get(fig_name)))
-if inputs["question"] == "q4":
-    values.update(cm=get("cm"), digit_accs=[float(a) for a in get("digit_accs")])
-else:
-    values.update(correct_idx=get("correct_idx"), incorrect_idx=get("incorrect_idx"))
-export(**values)
-"""
-
-
-def inputs_q4(ctx: Context) -> dict:
-    return {"question": "q4"}
-
-
-def inputs_q5(ctx: Context) -> dict:
-    return {"question": "q5"}
+def prediction_gap(preds: np.ndarray, data: dict, ctx: Context) -> int:
+    """How many of `preds` differ from the argmax of the exported model's outputs on the test set."""
+    model = load_params(MNISTNet(), data.get("params"), "model")
+    return int(np.sum(preds != predict(model, ctx.ref["X_test"]).numpy()))
 
 
 def _student_preds(data: dict, ctx: Context) -> np.ndarray:
     """`test_preds`, after checking that they are the argmax of the model's outputs."""
     preds = array(data.get("test_preds"), "test_preds", kind="tensor", shape=(10000,))
     expect(preds.dtype.kind in "iu", "`test_preds` should hold class indices (use torch.argmax(..., dim=1))")
-    model = _load(mnist_net(), data.get("params"), "model")
-    mine = _predict(model, ctx.ref["X_test"]).numpy()
-    expect(int(np.sum(preds != mine)) <= PRED_TOLERANCE, "`test_preds` are not the argmax of your model's outputs on X_test_mnist")
+    expect(prediction_gap(preds, data, ctx) <= PRED_TOLERANCE,
+           "`test_preds` are not the argmax of your model's outputs on X_test_mnist")
     return preds.astype(np.int64)
+
+
+def test_acc_gap(reported, preds: np.ndarray, ctx: Context) -> float:
+    """|reported test accuracy - the percentage of `preds` equal to the test labels|."""
+    return abs(number(reported, "test_acc") - 100 * np.mean(preds == ctx.ref["y_test"].numpy()))
 
 
 def verdict_predictions(data: dict, ctx: Context) -> None:
     preds = _student_preds(data, ctx)
-    y = ctx.ref["y_test"].numpy()
-    expect(abs(number(data.get("test_acc"), "test_acc") - 100 * np.mean(preds == y)) < 1e-3,
+    expect(test_acc_gap(data.get("test_acc"), preds, ctx) < PERCENT_TOLERANCE,
            "`test_acc` should be the percentage of correct test predictions")
+
+
+def confusion(y: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """The grader's confusion matrix: rows are the true digits, columns the predictions."""
+    truth = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(truth, (y, preds), 1)
+    return truth
+
+
+def digit_percentages(truth: np.ndarray) -> np.ndarray:
+    """Per digit, the percentage of its images classified as that digit."""
+    return 100 * np.diag(truth) / truth.sum(axis=1)
 
 
 def verdict_confusion(data: dict, ctx: Context) -> None:
@@ -319,15 +265,13 @@ def verdict_confusion(data: dict, ctx: Context) -> None:
     cm = array(data.get("cm"), "cm", shape=(10, 10))
     expect(cm.dtype.kind in "iu", "`cm` should hold integer counts")
     expect(int(cm.sum()) == 10000, "the entries of `cm` should add up to the 10,000 test images")
-    truth = np.zeros((10, 10), dtype=np.int64)
-    np.add.at(truth, (y, preds), 1)
+    truth = confusion(y, preds)
     expect(not (np.array_equal(cm, truth.T) and not np.array_equal(cm, truth)),
            "`cm` is transposed: rows are the true digits, columns the predictions")
     expect(np.array_equal(cm, truth), "`cm` does not count your predictions: cm[true, predicted] += 1 for every test image")
     accs = numbers(data.get("digit_accs"), "digit_accs")
     expect(len(accs) == 10, "`digit_accs` should hold ten accuracies, one per digit")
-    expected = 100 * np.diag(truth) / truth.sum(axis=1)
-    expect(np.allclose(accs, expected, atol=1e-6),
+    expect(np.allclose(accs, digit_percentages(truth), atol=DIGIT_TOLERANCE),
            "`digit_accs[d]` should be the percentage of the images of digit d that were classified as d")
 
 
@@ -362,39 +306,30 @@ def verdict_examples(data: dict, ctx: Context) -> None:
 
 
 # -- q6: architecture comparison ----------------------------------------------------------------
-ARCH_PROBE = """
-nets = get("architectures")
-results = get("arch_results")
-export(params={name: [p.detach() for p in net.parameters()] for name, net in nets.items()},
-       results={name: {"val_hist": [float(v) for v in r["val_hist"]], "test_acc": float(r["test_acc"]),
-                       "n_params": int(r["n_params"])} for name, r in results.items()},
-       figure=figure_summary(get("fig_arch")))
-"""
-
-
 def verdict_architectures(data: dict, ctx: Context) -> None:
     params, results = data.get("params"), data.get("results")
     expect(isinstance(params, dict) and isinstance(results, dict) and len(params) == 3 and set(params) == set(results),
            "keep the three networks in `architectures` and one entry per network in `arch_results`")
     epochs = int(ctx.budget["comparison_epochs"])
     minimum = ctx.thresholds["min_comparison_accuracy"]
-    reference = architectures()
+    reference_nets = {sum(p.numel() for p in net.parameters()): (label, net)
+                      for label, net in architectures().items()}
     seen = set()
     for name, result in results.items():
         n_params = integer(result.get("n_params"), f"arch_results[{name!r}]['n_params']")
-        expect(n_params in reference and n_params not in seen,
+        expect(n_params in reference_nets and n_params not in seen,
                "the three networks should be Small (25,450 parameters), Medium (101,770) and Deep (235,146)")
         seen.add(n_params)
-        label, net = reference[n_params]
-        net = _load(net, params[name], f"the {label} network")
+        label, net = reference_nets[n_params]
+        net = load_params(net, params[name], f"the {label} network")
         hist = numbers(result.get("val_hist"), f"arch_results[{name!r}]['val_hist']")
         expect(len(hist) == epochs, f"train each network for COMPARISON_EPOCHS epochs, recording one validation "
                                     f"accuracy per epoch")
         expect(bool(np.all((hist >= 0) & (hist <= 100))), "record the validation accuracy in percent")
-        _close_percent(float(hist[-1]), _accuracy(net, ctx, "val"), f"the last entry of {label}'s val_hist")
-        accuracy = _accuracy(net, ctx, "test")
-        _close_percent(result.get("test_acc"), accuracy, f"arch_results[{name!r}]['test_acc']")
-        expect(accuracy >= minimum, f"the grader measured {100 * accuracy:.1f}% test accuracy for the {label} "
+        _close_percent(float(hist[-1]), split_accuracy(net, ctx, "val"), f"the last entry of {label}'s val_hist")
+        measured = split_accuracy(net, ctx, "test")
+        _close_percent(result.get("test_acc"), measured, f"arch_results[{name!r}]['test_acc']")
+        expect(measured >= minimum, f"the grader measured {100 * measured:.1f}% test accuracy for the {label} "
                                     f"network; at least {100 * minimum:.0f}% is required")
 
 
@@ -410,26 +345,6 @@ def verdict_arch_plot(data: dict, ctx: Context) -> None:
 
 
 # -- q7: mini-batches ---------------------------------------------------------------------------
-LOADER_PROBE = """
-import torch
-loader = get("train_loader")
-dataset = getattr(loader, "dataset", None)
-tensors = getattr(dataset, "tensors", None)
-info = {"loader": type(loader).__name__, "dataset": type(dataset).__name__,
-        "batch_size": getattr(loader, "batch_size", None),
-        "sampler": type(getattr(loader, "sampler", None)).__name__}
-if isinstance(tensors, tuple) and len(tensors) == 2 and all(isinstance(t, torch.Tensor) for t in tensors):
-    X, y = tensors
-    info.update(y=y, X_shape=list(X.shape),
-                row_sums=X.double().sum(dim=1) if X.dim() == 2 else None)
-export(loader=info,
-       mb_params=[p.detach() for p in get("mb_model").parameters()],
-       fb_params=[p.detach() for p in get("fb_model").parameters()],
-       mb_val_accs=[float(v) for v in get("mb_val_accs")], fb_val_accs=[float(v) for v in get("fb_val_accs")],
-       mb_test_acc=float(get("mb_test_acc")), fb_test_acc=float(get("fb_test_acc")))
-"""
-
-
 def verdict_loader(data: dict, ctx: Context) -> None:
     info = data.get("loader")
     expect(isinstance(info, dict) and info.get("loader") == "DataLoader", "`train_loader` should be a DataLoader")
@@ -438,7 +353,7 @@ def verdict_loader(data: dict, ctx: Context) -> None:
     y = array(info.get("y"), "the dataset's labels", shape=(5000,))
     sums = numbers(info.get("row_sums"), "the dataset's images")
     expect(np.array_equal(y, ctx.ref["y_train"].numpy())
-           and np.allclose(sums, ctx.ref["X_train"].double().sum(dim=1).numpy(), rtol=1e-5, atol=1e-3),
+           and np.allclose(sums, ctx.ref["X_train"].double().sum(dim=1).numpy(), rtol=ROW_SUM_RTOL, atol=ROW_SUM_ATOL),
            "the TensorDataset should hold X_train_mnist and y_train_mnist")
     expect(info.get("batch_size") == BATCH_SIZE, f"use batch_size={BATCH_SIZE}")
     expect(info.get("sampler") == "RandomSampler", "shuffle the training set every epoch: shuffle=True")
@@ -448,12 +363,12 @@ def verdict_minibatch(data: dict, ctx: Context) -> None:
     epochs = int(ctx.budget["minibatch_epochs"])
     measured = {}
     for kind, label in (("mb", "mini-batch"), ("fb", "full-batch")):
-        model = _load(mnist_net(), data.get(f"{kind}_params"), f"{kind}_model")
+        model = load_params(MNISTNet(), data.get(f"{kind}_params"), f"{kind}_model")
         hist = numbers(data.get(f"{kind}_val_accs"), f"{kind}_val_accs")
         expect(len(hist) == epochs, f"train {kind}_model for MINIBATCH_EPOCHS epochs, recording one validation "
                                     f"accuracy per epoch")
-        _close_percent(float(hist[-1]), _accuracy(model, ctx, "val"), f"the last entry of {kind}_val_accs")
-        measured[kind] = _accuracy(model, ctx, "test")
+        _close_percent(float(hist[-1]), split_accuracy(model, ctx, "val"), f"the last entry of {kind}_val_accs")
+        measured[kind] = split_accuracy(model, ctx, "test")
         _close_percent(data.get(f"{kind}_test_acc"), measured[kind], f"{kind}_test_acc")
     minimum = ctx.thresholds["min_minibatch_accuracy"]
     expect(measured["mb"] >= minimum, f"the grader measured {100 * measured['mb']:.1f}% test accuracy for "
@@ -463,10 +378,6 @@ def verdict_minibatch(data: dict, ctx: Context) -> None:
 
 
 # -- q9: devices ---------------------------------------------------------------------------------
-def epoch_net() -> nn.Sequential:
-    return nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
-
-
 def inputs_epoch(ctx: Context) -> dict:
     """Weights, images and labels of the grader's problem, drawn fresh from the grading seed."""
     shapes = {k: tuple(v.shape) for k, v in epoch_net().state_dict().items()}
@@ -477,85 +388,41 @@ def inputs_epoch(ctx: Context) -> dict:
             "y": torch.from_numpy(ctx.rng.integers(0, 10, size=EPOCH_ROWS).astype(np.int64))}
 
 
-EPOCH_PROBE = f"""
-import torch
-import torch.nn as nn
-from torch.utils.data import DataLoader, TensorDataset
-with torch.random.fork_rng():
-    net = nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
-    net.load_state_dict(inputs["init"])
-    loader = DataLoader(TensorDataset(inputs["X"], inputs["y"]), batch_size={EPOCH_BATCH}, shuffle=False)
-    opt = torch.optim.SGD(net.parameters(), lr=float(inputs["lr"]))
-    loss = get("train_epoch")(net, loader, nn.CrossEntropyLoss(), opt, torch.device("cpu"))
-export(loss=loss.detach() if isinstance(loss, torch.Tensor) else loss, params=[p.detach() for p in net.parameters()])
-"""
+def epoch_weight_distance(data: dict, reference_params: list) -> float:
+    """Largest |weight after the student's epoch - the grader's| (infinite when not finite)."""
+    theirs = data.get("params")
+    expect(isinstance(theirs, list) and len(theirs) == len(reference_params),
+           "could not read the weights after train_epoch")
+    distance = 0.0
+    for i, (value, mine) in enumerate(zip(theirs, reference_params)):
+        values = array(value, f"parameter {i} after train_epoch", shape=tuple(mine.shape))
+        gap = float(np.abs(np.asarray(values, dtype=np.float64) - mine.numpy()).max())
+        distance = max(distance, gap if np.isfinite(gap) else float("inf"))
+    return distance
 
 
-def reference_epoch(inp: dict) -> tuple[list[torch.Tensor], float]:
-    """The grader's epoch: one plain SGD step per batch, in order; the mean of the batch losses."""
-    net = epoch_net()
-    net.load_state_dict(inp["init"])
-    losses = []
-    for start in range(0, EPOCH_ROWS, EPOCH_BATCH):
-        net.zero_grad()
-        loss = nn.functional.cross_entropy(net(inp["X"][start:start + EPOCH_BATCH]),
-                                           inp["y"][start:start + EPOCH_BATCH])
-        loss.backward()
-        with torch.no_grad():
-            for p in net.parameters():
-                p -= inp["lr"] * p.grad
-        losses.append(loss.item())
-    return [p.detach() for p in net.parameters()], float(np.mean(losses))
+def epoch_loss_distance(data: dict, reference_loss: float) -> float:
+    """|the value train_epoch returned - the grader's mean batch loss|."""
+    return abs(number(data.get("loss"), "the value train_epoch returns") - reference_loss)
 
 
 def verdict_epoch_steps(data: dict, ctx: Context) -> None:
     params, mean_loss = reference_epoch(ctx.inputs)
-    theirs = data.get("params")
-    expect(isinstance(theirs, list) and len(theirs) == len(params), "could not read the weights after train_epoch")
-    for i, (value, mine) in enumerate(zip(theirs, params)):
-        values = array(value, f"parameter {i} after train_epoch", shape=tuple(mine.shape))
-        expect(np.allclose(values, mine.numpy(), rtol=0, atol=EPOCH_TOLERANCE),
-               "after train_epoch on the grader's batches, the weights are not where one SGD step per "
-               "mini-batch takes them: optimizer.zero_grad(), loss.backward() and optimizer.step() once per batch")
-    expect(abs(number(data.get("loss"), "the value train_epoch returns") - mean_loss) <= EPOCH_TOLERANCE,
+    expect(epoch_weight_distance(data, params) <= EPOCH_TOLERANCE,
+           "after train_epoch on the grader's batches, the weights are not where one SGD step per "
+           "mini-batch takes them: optimizer.zero_grad(), loss.backward() and optimizer.step() once per batch")
+    expect(epoch_loss_distance(data, mean_loss) <= EPOCH_TOLERANCE,
            "train_epoch should return the mean of the batch losses (total_loss / len(loader))")
-
-
-EPOCH_DEVICE_PROBE = """
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
-meta = torch.device("meta")
-seen = {"forward": [], "criterion": []}
-with torch.random.fork_rng():
-    net = nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10)).to(meta)
-net.register_forward_pre_hook(lambda module, args: seen["forward"].append(str(args[0].device)))
-def criterion(out, target):
-    seen["criterion"].append([str(out.device), str(target.device)])
-    return F.cross_entropy(out, target)
-loader = DataLoader(TensorDataset(torch.zeros(32, 784), torch.zeros(32, dtype=torch.long)), batch_size=16)
-train_epoch = get("train_epoch")
-error = ""
-try:
-    train_epoch(net, loader, criterion, torch.optim.SGD(net.parameters(), lr=0.1), meta)
-except Exception as exc:
-    error = type(exc).__name__ + ": " + str(exc)[:200]
-export(meta={**seen, "error": error})
-"""
 
 
 def verdict_epoch_device(data: dict, ctx: Context) -> None:
     run = data.get("meta")
     expect(isinstance(run, dict), "train_epoch could not be run on the meta device")
-    forward, crit = run.get("forward"), run.get("criterion")
-    expect(isinstance(forward, list) and bool(forward),
-           f"train_epoch(..., device) never called the model (it stopped with: {str(run.get('error', ''))[:120]})")
-    expect(all(d == "meta" for d in forward),
-           "train_epoch(..., device) fed the model a batch that is not on `device`: move each batch with .to(device)")
-    expect(isinstance(crit, list) and bool(crit) and all(pair == ["meta", "meta"] for pair in crit),
-           "train_epoch(..., device) passed the criterion labels that are not on `device`: move y_batch with "
-           ".to(device) too")
+    expect_watched_run(run, "train_epoch(..., device)",
+                       batch="train_epoch(..., device) fed the model a batch that is not on `device`: move each "
+                             "batch with .to(device)",
+                       target="train_epoch(..., device) passed the criterion labels that are not on `device`: move "
+                              "y_batch with .to(device) too")
 
 
 def verdict_device_choice(data: dict, ctx: Context) -> None:
@@ -564,72 +431,43 @@ def verdict_device_choice(data: dict, ctx: Context) -> None:
 
 CHECKS = [
     Check("q1", "six tensors: flattened float32 images in [0, 1] and long labels, holding the split",
-          DATA_PROBE, verdict_data, inputs=inputs_rows,
+          probes.split, verdict_data, inputs=inputs_rows,
           hint="divide the uint8 grey levels by 255 and keep the labels as torch.long"),
-    Check("q2", "MNISTNet's layers, parameter count and logits on fresh inputs", MODEL_PROBE, verdict_model,
+    Check("q2", "MNISTNet's layers, parameter count and logits on fresh inputs", probes.fresh_model, verdict_model,
           inputs=inputs_images),
-    Check("q3", "loss function and optimiser settings", TRAINING_SETUP_PROBE, verdict_setup),
-    Check("q3", "train_model on the grader's problem: early stopping and restored best weights", TRAIN_PROBE,
-          verdict_train_function, inputs=inputs_noise,
+    Check("q3", "loss function and optimiser settings", training_setup, verdict_setup),
+    Check("q3", "train_model on the grader's problem: early stopping and restored best weights",
+          probes.train_function, verdict_train_function, inputs=inputs_noise,
           hint="best_state must be a real copy ({k: v.clone() ...}), restored with model.load_state_dict"),
-    Check("q3", "the MNIST run: history, early stopping and restored weights", HISTORY_PROBE, verdict_history),
-    Check("q3", "test accuracy measured by the grader from your weights", HISTORY_PROBE, verdict_test_accuracy,
+    Check("q3", "the MNIST run: history, early stopping and restored weights", probes.mnist_run, verdict_history),
+    Check("q3", "test accuracy measured by the grader from your weights", probes.mnist_run, verdict_test_accuracy,
           hint="check the five steps in train_model: optimizer.zero_grad() before loss.backward(), then "
                "optimizer.step(), once per epoch"),
-    Check("q4", "test_preds and test_acc agree with your model", EVAL_PROBE, verdict_predictions, inputs=inputs_q4),
-    Check("q4", "confusion matrix and per-digit accuracies", EVAL_PROBE, verdict_confusion, inputs=inputs_q4),
-    Check("q4", "confusion-matrix heatmap", EVAL_PROBE, verdict_heatmap, inputs=inputs_q4),
-    Check("q5", "correct and misclassified digits", EVAL_PROBE, verdict_examples, inputs=inputs_q5),
-    Check("q6", "three architectures trained, with validation histories and test accuracies", ARCH_PROBE,
+    Check("q4", "test_preds and test_acc agree with your model", probes.evaluation, verdict_predictions),
+    Check("q4", "confusion matrix and per-digit accuracies", probes.evaluation, verdict_confusion),
+    Check("q4", "confusion-matrix heatmap", probes.evaluation, verdict_heatmap),
+    Check("q5", "correct and misclassified digits", probes.examples, verdict_examples),
+    Check("q6", "three architectures trained, with validation histories and test accuracies", probes.comparison,
           verdict_architectures),
-    Check("q6", "comparison plot: three curves, a legend and labelled axes", ARCH_PROBE, verdict_arch_plot),
-    Check("q7", "TensorDataset and shuffled DataLoader", LOADER_PROBE, verdict_loader),
-    Check("q7", "mini-batch against full-batch training after the same number of epochs", LOADER_PROBE,
+    Check("q6", "comparison plot: three curves, a legend and labelled axes", probes.comparison, verdict_arch_plot),
+    Check("q7", "TensorDataset and shuffled DataLoader", probes.minibatch, verdict_loader),
+    Check("q7", "mini-batch against full-batch training after the same number of epochs", probes.minibatch,
           verdict_minibatch,
           hint="mb_model takes one optimizer step per mini-batch: zero_grad, backward and step inside the loop "
                "over train_loader"),
-    Check("q9", "pick_device() follows torch.cuda.is_available(), with and without a GPU", DEVICE_CHOICE_PROBE,
+    Check("q9", "pick_device() follows torch.cuda.is_available(), with and without a GPU", device_choice,
           verdict_device_choice),
     Check("q9", "train_epoch on the meta device: the model and the loss see only tensors on `device`",
-          EPOCH_DEVICE_PROBE, verdict_epoch_device),
+          probes.epoch_on_meta, verdict_epoch_device),
     Check("q9", "train_epoch on the grader's mini-batches: the weights after one SGD step per batch, and the "
-                "mean loss", EPOCH_PROBE, verdict_epoch_steps, inputs=inputs_epoch),
+                "mean loss", probes.epoch_steps, verdict_epoch_steps, inputs=inputs_epoch),
 ]
 
 
 # Hand-offs: once a question is graded, what its prompt fully specifies replaces the student's
-# answer, so one mistake costs only that question's points.
-DATA_SOURCE = """
-def _nn4e_load_mnist():
-    from pathlib import Path
-    from torchvision import datasets as _datasets
-    root = next(p / "datasets" for p in [Path.cwd(), *Path.cwd().parents] if (p / "datasets").is_dir())
-    train = _datasets.MNIST(root=root, train=True, download=True)
-    test = _datasets.MNIST(root=root, train=False, download=True)
-    X = train.data[:6000].reshape(-1, 784).float() / 255.0
-    y = train.targets[:6000].long()
-    return (X[:5000], y[:5000], X[5000:], y[5000:],
-            test.data.reshape(-1, 784).float() / 255.0, test.targets.long())
-
-
-(X_train_mnist, y_train_mnist, X_val_mnist, y_val_mnist,
- X_test_mnist, y_test_mnist) = _nn4e_load_mnist()
-del _nn4e_load_mnist
-"""
-REFERENCE_MODEL_SOURCE = """
-import torch.nn as nn
-
-
-class MNISTNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, 128), nn.ReLU(),
-                                 nn.Dropout(0.2), nn.Linear(128, 10))
-
-    def forward(self, x):
-        return self.net(x)
-"""
+# answer, so one mistake costs only that question's points. After q1: the prompt's six tensors,
+# loaded in the student's process; after q2: the reference MNISTNet.
 HANDOFFS = {
-    "q1": Handoff(source=DATA_SOURCE),
-    "q2": Handoff(source=REFERENCE_MODEL_SOURCE),
+    "q1": Handoff(run=probes.load_split),
+    "q2": Handoff(install=(MNISTNet,)),
 }

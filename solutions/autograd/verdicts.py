@@ -1,18 +1,23 @@
-"""Hidden checks for `autograd`: the grader sends expressions and functions as plain data, the probes
-evaluate them with the student's code and export numbers, and the verdicts compare those numbers with
-the grader's own analytic derivatives and PyTorch (float64) evaluated here, never in the notebook."""
+"""Verdicts for `autograd`: the grader sends expressions and functions as plain data, the probes
+evaluate them with the student's code and return numbers, and the verdicts compare those numbers
+with the grader's own analytic derivatives and PyTorch (float64, reference.py), never in the notebook."""
 from __future__ import annotations
 
 import ast
 import math
-import random
 import re
 
 import numpy as np
-import torch
 
 from autograder.checks import Check, Context, Fail, Handoff, expect, integer, number, numbers
 
+from . import probes
+from .reference import (BINARY, DERIVED_OPERATIONS, MLP, N_UPDATES, REFLECTED, WITH_CONST, XOR_X, XOR_Y, Layer,
+                        Neuron, Value, apply, central_diff, central_grads, flat_grads, float_unary, mlp_forward,
+                        mlp_loss_counts, operands, rel_error, seeded_init, spec_derivative, spec_function,
+                        torch_program, true_grads, unpack, xor_loss_from)
+
+# Calibrated in docs/calibration.md (`python -m autograder calibrate autograd`).
 TOL = 1e-6  # values and gradients agree with PyTorch float64 to 1e-6 (relative to max(1, |reference|))
 FORBIDDEN_MODULES = ("torch", "jax", "tensorflow", "autograd", "sympy", "functorch")  # may not be imported
 FORBIDDEN_NAMES = ("torch", "jax", "tensorflow", "functorch")  # may not be used as names or import strings
@@ -24,41 +29,31 @@ H_WINDOW = (1e-7, 3e-5)  # where the best central-difference step lies (cube roo
 # (45x at the notebook's h = 1e-6); below h = 1e-7 the two overlap, hence the window.
 NUMERICAL_TOL = 2e-8
 H_GRADCHECK = (1e-7, 1e-4)
+CENTRAL_TOL = 1e-6  # q1: central_diff with its default step against the exact derivative
+COARSE_TOL = 1e-8   # q1: central_diff with h=1e-3 against the grader's central difference
 
 
 def reference(assignment):
     return None
 
 
-def _close(a: float, b: float, tol: float = TOL) -> bool:
+def close(a: float, b: float, tol: float = TOL) -> bool:
     return abs(a - b) <= tol * max(1.0, abs(b))
 
 
-# -- expression programs -----------------------------------------------------------------------
-# A program is a list of instructions; instruction k creates node k. ["input", v] is a leaf; the
-# others name earlier nodes by index and constants by value. The last node is the output.
-BINARY = {"add", "mul", "sub", "div"}
-WITH_CONST = {"addc", "mulc", "subc", "divc", "radd", "rmul", "rsub", "rdiv"}
-UNARY = {"relu", "exp", "log", "tanh", "neg", "sigmoid", "sin"}
+def relative_distance(a: float, b: float) -> float:
+    """|a - b| / max(1, |b|): what `close` compares with its tolerance."""
+    return abs(a - b) / max(1.0, abs(b))
+
+
+# -- random expression programs (the instruction set is reference.py's) ----------------------------
 CORE_OPS = ["add", "mul", "addc", "mulc", "pow", "relu", "exp", "log", "tanh"]
 DERIVED_OPS = ["neg", "sub", "div", "subc", "divc", "radd", "rmul", "rsub", "rdiv"]
-N_UPDATES = {"add": 2, "mul": 2, "addc": 2, "mulc": 2, "pow": 1, "relu": 1, "exp": 1, "log": 1, "tanh": 1}
 
 
-def _forward(op: str, ins: list, vals: list[float]) -> float:
+def forward_value(ins: list, vals: list[float]) -> float:
     """The value of one instruction in plain floats (used to keep random programs in their domain)."""
-    a = vals[ins[1]] if op not in ("radd", "rmul", "rsub", "rdiv") else vals[ins[2]]
-    c = ins[1] if op in ("radd", "rmul", "rsub", "rdiv") else (ins[2] if len(ins) > 2 else None)
-    b = vals[ins[2]] if op in BINARY else None
-    table = {
-        "add": lambda: a + b, "mul": lambda: a * b, "sub": lambda: a - b, "div": lambda: a / b,
-        "addc": lambda: a + c, "mulc": lambda: a * c, "subc": lambda: a - c, "divc": lambda: a / c,
-        "radd": lambda: c + a, "rmul": lambda: c * a, "rsub": lambda: c - a, "rdiv": lambda: c / a,
-        "pow": lambda: a ** c, "relu": lambda: max(0.0, a), "exp": lambda: math.exp(a), "log": lambda: math.log(a),
-        "tanh": lambda: math.tanh(a), "neg": lambda: -a, "sigmoid": lambda: 1 / (1 + math.exp(-a)),
-        "sin": lambda: math.sin(a),
-    }
-    return table[op]()
+    return apply(ins, vals, float_unary)
 
 
 def _candidate(rng: np.random.Generator, op: str, n: int, vals: list[float]) -> list | None:
@@ -70,13 +65,13 @@ def _candidate(rng: np.random.Generator, op: str, n: int, vals: list[float]) -> 
         ins = [op, i, i if rng.random() < 0.15 else int(rng.integers(n))]
     elif op == "pow":
         ins = [op, i, [2, 3, -1, 2.0, 0.5, 1.5, -0.5, -2][int(rng.integers(8))]]
-    elif op in ("radd", "rmul", "rsub", "rdiv"):
+    elif op in REFLECTED:
         ins = [op, const, i]
     elif op in WITH_CONST:
         ins = [op, i, const]
     else:
         ins = [op, i]
-    v = vals[ins[2] if op in ("radd", "rmul", "rsub", "rdiv") else ins[1]]
+    v = vals[ins[2] if op in REFLECTED else ins[1]]
     if op == "log" and v < 0.1 or op == "exp" and v > 3 or op == "sigmoid" and abs(v) > 8:
         return None
     if op == "pow" and (ins[2] < 0 and abs(v) < 0.3 or ins[2] != int(ins[2]) and v < 0.1):
@@ -84,7 +79,7 @@ def _candidate(rng: np.random.Generator, op: str, n: int, vals: list[float]) -> 
     if op in ("div", "rdiv") and abs(vals[ins[2]]) < 0.3 or op == "relu" and abs(v) < 1e-3:
         return None
     try:
-        out = _forward(op, ins, vals)
+        out = forward_value(ins, vals)
     except (ValueError, OverflowError, ZeroDivisionError):
         return None
     return ins if math.isfinite(out) and abs(out) < 30 else None
@@ -101,94 +96,14 @@ def random_program(rng: np.random.Generator, ops: list[str], n_inputs: int, n_op
             ins = _candidate(rng, op, len(prog), vals)
             if ins is not None:
                 prog.append(ins)
-                vals.append(_forward(op, ins, vals))
+                vals.append(forward_value(ins, vals))
                 break
-    used = {k for ins in prog[n_inputs:] for k in _operands(ins)}
+    used = {k for ins in prog[n_inputs:] for k in operands(ins)}
     for k in range(len(prog) - 1):
         if k not in used and k != len(prog) - 1:
             prog.append(["add", len(prog) - 1, k])
             vals.append(vals[-1] + vals[k])
     return prog
-
-
-def _operands(ins: list) -> list[int]:
-    op = ins[0]
-    if op == "input":
-        return []
-    if op in BINARY:
-        return [ins[1], ins[2]]
-    if op in ("radd", "rmul", "rsub", "rdiv"):
-        return [ins[2]]
-    return [ins[1]]
-
-
-def torch_program(prog: list) -> tuple[list[float], list[float]]:
-    """Values and d(output)/d(node) of every node, with PyTorch in float64."""
-    nodes = []
-    for ins in prog:
-        op = ins[0]
-        if op == "input":
-            nodes.append(torch.tensor(float(ins[1]), dtype=torch.float64, requires_grad=True))
-            continue
-        if op in BINARY:
-            a, b = nodes[ins[1]], nodes[ins[2]]
-            out = {"add": a + b, "mul": a * b, "sub": a - b, "div": a / b}[op]
-        elif op in ("radd", "rmul", "rsub", "rdiv"):
-            c, a = ins[1], nodes[ins[2]]
-            out = {"radd": c + a, "rmul": c * a, "rsub": c - a, "rdiv": c / a}[op]
-        elif op in WITH_CONST or op == "pow":
-            a, c = nodes[ins[1]], ins[2]
-            out = {"addc": lambda: a + c, "mulc": lambda: a * c, "subc": lambda: a - c, "divc": lambda: a / c,
-                   "pow": lambda: a ** c}[op]()
-        else:
-            a = nodes[ins[1]]
-            out = {"relu": torch.relu, "exp": torch.exp, "log": torch.log, "tanh": torch.tanh,
-                   "neg": torch.neg, "sigmoid": torch.sigmoid, "sin": torch.sin}[op](a)
-        out.retain_grad()
-        nodes.append(out)
-    nodes[-1].backward()
-    grads = [0.0 if n.grad is None else float(n.grad) for n in nodes]
-    return [float(n.detach()) for n in nodes], grads
-
-
-PROGRAM_PROBE = """
-Value = get("Value")
-
-def run(prog):
-    nodes = []
-    for ins in prog:
-        op = ins[0]
-        if op == "input":
-            nodes.append(Value(ins[1]))
-        elif op in ("add", "mul", "sub", "div"):
-            a, b = nodes[ins[1]], nodes[ins[2]]
-            nodes.append({"add": lambda: a + b, "mul": lambda: a * b, "sub": lambda: a - b,
-                          "div": lambda: a / b}[op]())
-        elif op in ("radd", "rmul", "rsub", "rdiv"):
-            c, a = ins[1], nodes[ins[2]]
-            nodes.append({"radd": lambda: c + a, "rmul": lambda: c * a, "rsub": lambda: c - a,
-                          "rdiv": lambda: c / a}[op]())
-        elif op in ("addc", "mulc", "subc", "divc", "pow"):
-            a, c = nodes[ins[1]], ins[2]
-            nodes.append({"addc": lambda: a + c, "mulc": lambda: a * c, "subc": lambda: a - c,
-                          "divc": lambda: a / c, "pow": lambda: a ** c}[op]())
-        elif op == "neg":
-            nodes.append(-nodes[ins[1]])
-        else:
-            nodes.append(getattr(nodes[ins[1]], op)())
-        if not isinstance(nodes[-1], Value):
-            raise TypeError(f"`{op}` returned a {type(nodes[-1]).__name__}, not a Value")
-    nodes[-1].backward()
-    return {"data": [float(n.data) for n in nodes], "grads": [float(n.grad) for n in nodes]}
-
-results = []
-for prog in inputs["programs"]:
-    try:
-        results.append(run(prog))
-    except Exception as exc:
-        results.append({"error": f"{type(exc).__name__}: {str(exc)[:120]}"})
-export(results=results)
-"""
 
 
 def _single_op_programs(rng: np.random.Generator, ops: list[str]) -> tuple[list, list]:
@@ -217,7 +132,7 @@ def _single_op_programs(rng: np.random.Generator, ops: list[str]) -> tuple[list,
 
 def _candidate_ok(op, ins, vals) -> bool:
     try:
-        out = _forward(op, ins, vals)
+        out = forward_value(ins, vals)
     except (ValueError, OverflowError, ZeroDivisionError):
         return False
     return math.isfinite(out) and (op != "div" or abs(vals[ins[2]]) > 0.3)
@@ -233,13 +148,14 @@ WORKED = [
     # x^3 log x + exp(-x) at 2
     [["input", 2.0], ["pow", 0, 3], ["log", 0], ["mul", 1, 2], ["mulc", 0, -1], ["exp", 4], ["add", 3, 5]],
 ]
+N_RANDOM_CORE = 12  # random graphs per grading draw in q2
 
 
 def inputs_core(ctx: Context) -> dict:
     programs, labels = _single_op_programs(ctx.rng, CORE_OPS)
     programs += WORKED
     labels += ["worked"] * len(WORKED)
-    for k in range(12):
+    for k in range(N_RANDOM_CORE):
         programs.append(random_program(ctx.rng, CORE_OPS, int(ctx.rng.integers(2, 5)), int(ctx.rng.integers(8, 16)),
                                        must=[CORE_OPS[k % len(CORE_OPS)]]))
         labels.append("random")
@@ -256,6 +172,17 @@ def inputs_derived(ctx: Context) -> dict:
     return {"programs": programs, "labels": labels}
 
 
+def program_distances(prog: list, res: dict) -> tuple[float, float]:
+    """The largest relative distance (see `close`) of the values and of the gradients of one probed program
+    from PyTorch's."""
+    vals, grads = torch_program(prog)
+    mine_v = numbers(res.get("data"), "values", min_len=len(prog))
+    mine_g = numbers(res.get("grads"), "gradients", min_len=len(prog))
+    expect(len(mine_v) == len(prog) and len(mine_g) == len(prog), "the probe could not evaluate your Value")
+    return (max(relative_distance(a, b) for a, b in zip(mine_v, vals)),
+            max(relative_distance(a, b) for a, b in zip(mine_g, grads)))
+
+
 def _compare(data: dict, ctx: Context, which: set[str]) -> None:
     """Compare the probe's results for the programs whose label is in `which` with PyTorch."""
     results = data.get("results")
@@ -270,13 +197,10 @@ def _compare(data: dict, ctx: Context, which: set[str]) -> None:
         expect(isinstance(res, dict), "the probe could not evaluate your Value")
         if "error" in res:
             raise Fail(f"{where} raised {str(res['error'])[:160]}")
-        vals, grads = torch_program(prog)
-        mine_v = numbers(res.get("data"), "values", min_len=len(prog))
-        mine_g = numbers(res.get("grads"), "gradients", min_len=len(prog))
-        expect(len(mine_v) == len(prog) and len(mine_g) == len(prog), "the probe could not evaluate your Value")
-        if not all(_close(a, b) for a, b in zip(mine_v, vals)):
+        values, gradients = program_distances(prog, res)
+        if values > TOL:
             raise Fail(f"the forward value of {where} is wrong")
-        if not all(_close(a, b) for a, b in zip(mine_g, grads)):
+        if gradients > TOL:
             if label == "random":
                 raise Fail(f"the gradients of {where} differ from PyTorch's: gradients from every path must be "
                            "summed (`+=` in each closure), and backward() must call each node's `_backward` once, "
@@ -327,9 +251,6 @@ def verdict_no_torch(data: dict, ctx: Context) -> None:
                        f"and `math` (the grader compares it with PyTorch). Remove `{bad}` from every cell")
 
 
-TRIVIAL_PROBE = "export(checked=True)"
-
-
 # -- q1: central differences --------------------------------------------------------------------
 def inputs_functions(ctx: Context) -> dict:
     specs = []
@@ -341,46 +262,28 @@ def inputs_functions(ctx: Context) -> dict:
     return {"specs": specs}
 
 
-def _spec_f(spec):
-    a, b, c, w, _ = spec
-    return lambda x: a * x ** 2 * math.sin(w * x) + b * x ** 3 + c * math.exp(0.3 * x)
-
-
-def _spec_df(spec):
-    a, b, c, w, x = spec
-    return a * (2 * x * math.sin(w * x) + w * x ** 2 * math.cos(w * x)) + 3 * b * x ** 2 + 0.3 * c * math.exp(0.3 * x)
-
-
-DIFF_PROBE = """
-import math
-import numpy as np
-central_diff = get("central_diff")
-default_h, coarse_h = [], []
-for a, b, c, w, x0 in inputs["specs"]:
-    f = lambda x, a=a, b=b, c=c, w=w: a * x ** 2 * math.sin(w * x) + b * x ** 3 + c * math.exp(0.3 * x)
-    default_h.append(float(central_diff(f, x0)))
-    coarse_h.append(float(central_diff(f, x0, h=1e-3)))
-sq = float(central_diff(lambda x: x ** 2 * math.sin(x), 2.0))
-export(default_h=default_h, coarse_h=coarse_h, sq=sq, best_h=float(get("best_h")),
-       errors=[float(e) for e in get("errors")], figure=figure_summary(get("fig")))
-"""
-
-
-def verdict_central(data: dict, ctx: Context) -> None:
+def central_distances(data: dict, ctx: Context) -> tuple[float, float]:
+    """The largest relative distance of `central_diff` with h=1e-3 from the grader's central difference, and
+    of `central_diff` with its default step from the exact derivative, over the grader's functions."""
     specs = ctx.inputs["specs"]
     default_h = numbers(data.get("default_h"), "central_diff results", min_len=len(specs))
     coarse_h = numbers(data.get("coarse_h"), "central_diff results", min_len=len(specs))
-    for spec, mine in zip(specs, coarse_h):
-        f, x, h = _spec_f(spec), spec[4], 1e-3
-        expect(_close(mine, (f(x + h) - f(x - h)) / (2 * h), 1e-8),
-               "with h=1e-3, `central_diff` does not return (f(x + h) - f(x - h)) / (2h): is it a one-sided "
-               "difference, or is the step ignored?")
-    for spec, mine in zip(specs, default_h):
-        expect(_close(mine, _spec_df(spec), 1e-6), "with its default step, `central_diff` is not within 1e-6 of the "
-                                                   "exact derivative on the grader's functions")
+    coarse = max(relative_distance(mine, central_diff(spec_function(spec), spec[4], 1e-3))
+                 for spec, mine in zip(specs, coarse_h))
+    exact = max(relative_distance(mine, spec_derivative(spec)) for spec, mine in zip(specs, default_h))
+    return coarse, exact
+
+
+def verdict_central(data: dict, ctx: Context) -> None:
+    coarse, exact = central_distances(data, ctx)
+    expect(coarse <= COARSE_TOL,
+           "with h=1e-3, `central_diff` does not return (f(x + h) - f(x - h)) / (2h): is it a one-sided "
+           "difference, or is the step ignored?")
+    expect(exact <= CENTRAL_TOL, "with its default step, `central_diff` is not within 1e-6 of the "
+                                 "exact derivative on the grader's functions")
     sq = number(data.get("sq"), "central_diff(x**2 sin x, 2)")
-    expect(_close(sq, 4 * math.sin(2) + 4 * math.cos(2), 1e-6), "`central_diff` on x² sin x at x = 2 is not within "
-                                                                "1e-6 of the symbolic derivative")
+    expect(close(sq, 4 * math.sin(2) + 4 * math.cos(2), CENTRAL_TOL), "`central_diff` on x² sin x at x = 2 is not "
+                                                                      "within 1e-6 of the symbolic derivative")
 
 
 def verdict_best_h(data: dict, ctx: Context) -> None:
@@ -418,60 +321,6 @@ def inputs_mlp(ctx: Context) -> dict:
                       for n_in, outs, _ in ARCHS]}
 
 
-MLP_PROBE = """
-import random
-MLP = get("MLP")
-get("Neuron"); get("Layer")
-results = []
-for spec in inputs["archs"]:
-    random.seed(spec["seed"])
-    model = MLP(spec["n_in"], spec["n_outs"])
-    params = model.parameters()
-    init = [float(p.data) for p in params]
-    y = model(spec["x"])
-    ys = y if isinstance(y, list) else [y]
-    total = ys[0]
-    for v in ys[1:]:
-        total = total + v
-    for p in params:
-        p.grad = 0.0
-    total.backward()
-    results.append({"n_params": len(params), "params": init, "out": [float(v.data) for v in ys],
-                    "single": not isinstance(y, list), "grads": [float(p.grad) for p in params]})
-export(results=results)
-"""
-
-
-def _unpack(params, n_in: int, n_outs: list[int]):
-    """Per layer (W (n_out, n_in), b (n_out,)) from parameters() order: neuron by neuron, weights then bias."""
-    layers, k, sizes = [], 0, [n_in] + list(n_outs)
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        block = np.asarray(params[k:k + fan_out * (fan_in + 1)], dtype=np.float64).reshape(fan_out, fan_in + 1)
-        layers.append((block[:, :fan_in], block[:, fan_in]))
-        k += fan_out * (fan_in + 1)
-    return layers
-
-
-def mlp_forward(layers, x):
-    """Reference MLP in torch float64: tanh on hidden layers, linear output. Returns (outputs, params)."""
-    params, h = [], torch.as_tensor(np.asarray(x, dtype=np.float64))
-    for i, (W, b) in enumerate(layers):
-        Wt = torch.tensor(W, dtype=torch.float64, requires_grad=True)
-        bt = torch.tensor(b, dtype=torch.float64, requires_grad=True)
-        params += [Wt, bt]
-        h = Wt @ h + bt
-        if i < len(layers) - 1:
-            h = torch.tanh(h)
-    return h, params
-
-
-def _flat_grads(params) -> np.ndarray:
-    out = []
-    for Wt, bt in zip(params[::2], params[1::2]):
-        out.append(np.concatenate([Wt.grad.numpy(), bt.grad.numpy()[:, None]], axis=1).ravel())
-    return np.concatenate(out)
-
-
 def verdict_mlp(data: dict, ctx: Context) -> None:
     results = data.get("results")
     expect(isinstance(results, list) and len(results) == len(ARCHS), "the probe could not build your MLP")
@@ -484,7 +333,7 @@ def verdict_mlp(data: dict, ctx: Context) -> None:
         if count is not None:
             expect(n == count, "wrong parameter count")
         params = numbers(res.get("params"), "parameters", min_len=n)
-        layers = _unpack(params, n_in, outs)
+        layers = unpack(params, n_in, outs)
         expect(all(np.all(np.abs(W) <= 1) and np.all(b == 0) for W, b in layers),
                "weights should start uniform in [-1, 1] and biases at 0, listed neuron by neuron "
                "(weights, then bias) and layer by layer in parameters()")
@@ -492,33 +341,17 @@ def verdict_mlp(data: dict, ctx: Context) -> None:
                "a layer with one neuron should return that Value itself, a wider layer a list of Values")
         y, tparams = mlp_forward(layers, spec["x"])
         mine = numbers(res.get("out"), "outputs", min_len=outs[-1])
-        expect(len(mine) == outs[-1] and all(_close(a, b) for a, b in zip(mine, y.tolist())),
+        expect(len(mine) == outs[-1] and all(close(a, b) for a, b in zip(mine, y.tolist())),
                f"MLP({n_in}, {outs}) computes the wrong output: tanh on every hidden layer, and no "
                "nonlinearity on the last layer")
         y.sum().backward()
         grads = numbers(res.get("grads"), "gradients", min_len=n)
-        expect(all(_close(a, b) for a, b in zip(grads, _flat_grads(tparams))),
+        expect(all(close(a, b) for a, b in zip(grads, flat_grads(tparams))),
                "the gradients of the MLP's output with respect to its parameters are wrong: build the "
                "neuron from Value operations so that backward() reaches every weight")
 
 
 # -- q5: XOR ---------------------------------------------------------------------------------------
-XOR_X = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
-XOR_Y = [-1.0, 1.0, 1.0, -1.0]
-
-XOR_PROBE = """
-model = get("model")
-export(params=[float(p.data) for p in model.parameters()],
-       loss_history=[float(v) for v in get("loss_history")])
-"""
-
-
-def xor_loss_from(params) -> tuple[float, np.ndarray]:
-    layers = _unpack(params, 2, [8, 1])
-    preds = np.array([mlp_forward(layers, x)[0].item() for x in XOR_X])
-    return float(np.mean((preds - np.array(XOR_Y)) ** 2)), preds
-
-
 def verdict_xor(data: dict, ctx: Context) -> None:
     params = numbers(data.get("params"), "model.parameters()", min_len=33)
     expect(len(params) == 33, "`model` should be MLP(2, [8, 1]) (33 parameters)")
@@ -549,44 +382,17 @@ def inputs_gradcheck(ctx: Context) -> dict:
     return {"pairs": pairs}
 
 
-def rel_error(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
-
-
-GRADCHECK_PROBE = """
-rel = get("rel_error")
-model = get("model_check")
-export(rel=[float(rel(a, b)) for a, b in inputs["pairs"]],
-       params=[float(p.data) for p in model.parameters()], x=[float(v) for v in get("x_check")],
-       target=float(get("y_target")), h=float(get("h")),
-       autograd=[float(g) for g in get("autograd_grads")], numerical=[float(g) for g in get("numerical_grads")],
-       max_rel_error=float(get("max_rel_error")))
-"""
-
-
-def seeded_init(seed: int, n_in: int, n_outs: list[int]) -> list[float]:
-    """The chapter's initialisation, replayed: weights random.uniform(-1, 1) neuron by neuron, bias 0."""
-    rnd = random.Random(seed)
-    params = []
-    for fan_in, fan_out in zip([n_in] + n_outs[:-1], n_outs):
-        for _ in range(fan_out):
-            params += [rnd.uniform(-1, 1) for _ in range(fan_in)] + [0.0]
-    return params
-
-
 def verdict_rel_error(data: dict, ctx: Context) -> None:
     mine = numbers(data.get("rel"), "rel_error results", min_len=len(ctx.inputs["pairs"]))
     for (a, b), value in zip(ctx.inputs["pairs"], mine):
-        expect(_close(value, rel_error(a, b), 1e-9) or abs(value - rel_error(a, b)) < 1e-15,
+        expect(close(value, rel_error(a, b), 1e-9) or abs(value - rel_error(a, b)) < 1e-15,
                "`rel_error` does not compute |a - b| / max(1e-8, |a| + |b|) elementwise and return the "
                "maximum over the elements")
 
 
-def _true_grads(params, x, target) -> np.ndarray:
-    y, tparams = mlp_forward(_unpack(params, 2, [4, 1]), x)
-    ((y[0] - target) ** 2).backward()
-    return _flat_grads(tparams)
+def numerical_distance(numerical, init, x, target, h: float) -> float:
+    """The largest |student's numerical gradient - grader's central difference| over the parameters."""
+    return max(abs(a - b) for a, b in zip(numerical, central_grads(init, x, target, h)))
 
 
 def verdict_gradcheck(data: dict, ctx: Context) -> None:
@@ -597,23 +403,15 @@ def verdict_gradcheck(data: dict, ctx: Context) -> None:
            "after the check, model_check's parameters are not the ones it started with: restore each p.data")
     x = numbers(data.get("x"), "x_check")
     target = number(data.get("target"), "y_target")
-    truth = _true_grads(init, x, target)
+    truth = true_grads(init, x, target)
     auto = numbers(data.get("autograd"), "autograd_grads", min_len=17)
     num = numbers(data.get("numerical"), "numerical_grads", min_len=17)
     expect(len(auto) == 17 and len(num) == 17, "list one gradient per parameter, in parameters() order")
-    expect(all(_close(a, b) for a, b in zip(auto, truth)), "`autograd_grads` are not the engine's gradients of "
-                                                            "the loss (did you zero the grads and call backward()?)")
+    expect(all(close(a, b) for a, b in zip(auto, truth)), "`autograd_grads` are not the engine's gradients of "
+                                                          "the loss (did you zero the grads and call backward()?)")
     h = number(data.get("h"), "h")
     expect(H_GRADCHECK[0] <= h <= H_GRADCHECK[1], f"use a step h between {H_GRADCHECK[0]:g} and {H_GRADCHECK[1]:g}")
-    central = []
-    for k in range(17):
-        plus, minus = list(init), list(init)
-        plus[k] += h
-        minus[k] -= h
-        lp = (mlp_forward(_unpack(plus, 2, [4, 1]), x)[0][0].item() - target) ** 2
-        lm = (mlp_forward(_unpack(minus, 2, [4, 1]), x)[0][0].item() - target) ** 2
-        central.append((lp - lm) / (2 * h))
-    expect(all(abs(a - b) <= NUMERICAL_TOL for a, b in zip(num, central)),
+    expect(numerical_distance(num, init, x, target, h) <= NUMERICAL_TOL,
            "`numerical_grads` are not central differences (L(p + h) - L(p - h)) / 2h, one parameter at a time: "
            "a forward difference (L(p + h) - L(p)) / h is off by about h")
     reported = number(data.get("max_rel_error"), "max_rel_error")
@@ -635,12 +433,6 @@ def inputs_sigmoid(ctx: Context) -> dict:
                                        int(ctx.rng.integers(5, 10)), must=["sigmoid", "sigmoid"]))
         labels.append("random")
     return {"programs": programs, "labels": labels}
-
-
-SIGMOID_PROBE = PROGRAM_PROBE + """
-export(points=[float(v) for v in get("sig_points")], autograd=[float(v) for v in get("sig_autograd")],
-       numerical=[float(v) for v in get("sig_numerical")], rel=float(get("sigmoid_rel_error")))
-"""
 
 
 def verdict_sigmoid_op(data: dict, ctx: Context) -> None:
@@ -674,40 +466,6 @@ def inputs_dual(ctx: Context) -> dict:
     return {"programs": programs, "points": points}
 
 
-DUAL_PROBE = """
-Dual = get("Dual")
-dual_sin = get("dual_sin")
-partials = get("forward_partials")
-
-def run(prog, seed):
-    nodes = []
-    for k, ins in enumerate(prog):
-        op = ins[0]
-        if op == "input":
-            nodes.append(Dual(ins[1], 1.0 if k == seed else 0.0))
-        elif op in ("add", "mul"):
-            a, b = nodes[ins[1]], nodes[ins[2]]
-            nodes.append(a + b if op == "add" else a * b)
-        elif op in ("addc", "mulc"):
-            a, c = nodes[ins[1]], ins[2]
-            nodes.append(a + c if op == "addc" else a * c)
-        elif op in ("radd", "rmul"):
-            c, a = ins[1], nodes[ins[2]]
-            nodes.append(c + a if op == "radd" else c * a)
-        else:
-            nodes.append(dual_sin(nodes[ins[1]]))
-    return float(nodes[-1].val), float(nodes[-1].dot)
-
-results = []
-for prog in inputs["programs"]:
-    n_inputs = sum(1 for ins in prog if ins[0] == "input")
-    runs = [run(prog, seed) for seed in range(n_inputs)]
-    results.append({"val": runs[0][0], "dots": [r[1] for r in runs]})
-export(results=results, partials=[[float(v) for v in partials(x, y)] for x, y in inputs["points"]],
-       passes=[get("forward_mode_passes"), get("reverse_mode_passes")])
-"""
-
-
 def verdict_dual_ops(data: dict, ctx: Context) -> None:
     results = data.get("results")
     expect(isinstance(results, list) and len(results) == len(ctx.inputs["programs"]), "could not run your Dual")
@@ -715,9 +473,9 @@ def verdict_dual_ops(data: dict, ctx: Context) -> None:
         expect(isinstance(res, dict), "could not run your Dual")
         vals, grads = torch_program(prog)
         n_inputs = sum(1 for ins in prog if ins[0] == "input")
-        expect(_close(number(res.get("val"), "val"), vals[-1]), "the `val` of a Dual expression is wrong")
+        expect(close(number(res.get("val"), "val"), vals[-1]), "the `val` of a Dual expression is wrong")
         dots = numbers(res.get("dots"), "dot", min_len=n_inputs)
-        expect(all(_close(a, b) for a, b in zip(dots, grads[:n_inputs])),
+        expect(all(close(a, b) for a, b in zip(dots, grads[:n_inputs])),
                "the `dot` of a Dual expression is not its derivative: check the product rule and dual_sin")
 
 
@@ -727,7 +485,7 @@ def verdict_partials(data: dict, ctx: Context) -> None:
     for (x, y), pair in zip(ctx.inputs["points"], got):
         d = numbers(pair, "forward_partials(x, y)", min_len=2)
         expect(len(d) == 2, "forward_partials should return (df/dx, df/dy)")
-        expect(_close(d[0], 2 * x * y + y * math.cos(x * y)) and _close(d[1], x * x + x * math.cos(x * y)),
+        expect(close(d[0], 2 * x * y + y * math.cos(x * y)) and close(d[1], x * x + x * math.cos(x * y)),
                "forward_partials does not give the partial derivatives of x²y + sin(xy)")
     passes = data.get("passes")
     expect(isinstance(passes, list) and len(passes) == 2, "set forward_mode_passes and reverse_mode_passes")
@@ -739,51 +497,6 @@ def verdict_partials(data: dict, ctx: Context) -> None:
 def inputs_counts(ctx: Context) -> dict:
     return {"programs": [random_program(ctx.rng, CORE_OPS, int(ctx.rng.integers(2, 4)), int(ctx.rng.integers(5, 14)))
                          for _ in range(5)]}
-
-
-COUNT_PROBE = """
-Value = get("Value")
-count_ops = get("count_ops")
-
-def builder(prog):
-    def build():
-        nodes = []
-        for ins in prog:
-            op = ins[0]
-            if op == "input":
-                nodes.append(Value(ins[1]))
-            elif op in ("add", "mul"):
-                a, b = nodes[ins[1]], nodes[ins[2]]
-                nodes.append(a + b if op == "add" else a * b)
-            elif op in ("addc", "mulc", "pow"):
-                a, c = nodes[ins[1]], ins[2]
-                nodes.append(a + c if op == "addc" else (a * c if op == "mulc" else a ** c))
-            else:
-                nodes.append(getattr(nodes[ins[1]], op)())
-        return nodes[-1]
-    return build
-
-export(counts=[[int(v) for v in count_ops(builder(prog))] for prog in inputs["programs"]])
-"""
-
-CHEAP_PROBE = """
-counts = get("xor_counts")
-export(xor_counts=[int(v) for v in counts], cheap_ratio=float(get("cheap_ratio")))
-"""
-
-
-def mlp_loss_counts(n_in: int, n_outs: list[int], n_samples: int) -> tuple[int, int]:
-    """(forward operations, gradient updates) of the notebook's `xor_loss` on MLP(n_in, n_outs), derived
-    from the architecture in the grader: a neuron with fan-in k makes k products and k sums (starting
-    from its bias) and a tanh when hidden; each sample adds (pred - y), a sum, and ** 2; the mean adds
-    n_samples sums (from Value(0.0)) and one product. + and * update 2 gradients, ** and tanh 1."""
-    fwd = bwd = 0
-    for i, (fan_in, fan_out) in enumerate(zip([n_in] + n_outs[:-1], n_outs)):
-        hidden = i < len(n_outs) - 1
-        fwd += fan_out * (2 * fan_in + hidden)
-        bwd += fan_out * (4 * fan_in + hidden)
-    fwd, bwd = n_samples * (fwd + 2), n_samples * (bwd + 3)
-    return fwd + n_samples + 1, bwd + 2 * n_samples + 2
 
 
 def verdict_counts(data: dict, ctx: Context) -> None:
@@ -812,191 +525,46 @@ def verdict_cheap(data: dict, ctx: Context) -> None:
 
 CHECKS = [
     Check("q1", "central_diff matches central differences and exact derivatives of the grader's functions",
-          DIFF_PROBE, verdict_central, inputs=inputs_functions),
-    Check("q1", "best_h from the error curve, plotted on log-log axes", DIFF_PROBE, verdict_best_h,
+          probes.central_differences, verdict_central, inputs=inputs_functions),
+    Check("q1", "best_h from the error curve, plotted on log-log axes", probes.central_differences, verdict_best_h,
           inputs=inputs_functions),
-    Check("q2", "each operation's value and local gradient, against PyTorch", PROGRAM_PROBE, verdict_single_ops,
-          inputs=inputs_core),
-    Check("q2", "the chapter's worked examples", PROGRAM_PROBE, verdict_worked, inputs=inputs_core),
-    Check("q2", "random expression graphs with reused nodes, against PyTorch (float64, 1e-6)", PROGRAM_PROBE,
+    Check("q2", "each operation's value and local gradient, against PyTorch", probes.program_results,
+          verdict_single_ops, inputs=inputs_core),
+    Check("q2", "the chapter's worked examples", probes.program_results, verdict_worked, inputs=inputs_core),
+    Check("q2", "random expression graphs with reused nodes, against PyTorch (float64, 1e-6)", probes.program_results,
           verdict_random, inputs=inputs_core, hint="x + x and x * x must give a gradient of 2 and 2x"),
-    Check("q2", "the engine does not use torch", TRIVIAL_PROBE, verdict_no_torch),
-    Check("q3", "neg, sub, truediv and the reflected operations, with Values and numbers", PROGRAM_PROBE,
+    Check("q2", "the engine does not use torch", probes.no_data, verdict_no_torch),
+    Check("q3", "neg, sub, truediv and the reflected operations, with Values and numbers", probes.program_results,
           verdict_single_ops, inputs=inputs_derived),
-    Check("q3", "random expressions mixing derived operations and numbers, against PyTorch", PROGRAM_PROBE,
+    Check("q3", "random expressions mixing derived operations and numbers, against PyTorch", probes.program_results,
           verdict_random, inputs=inputs_derived),
-    Check("q4", "MLP parameters, outputs and gradients for several architectures", MLP_PROBE, verdict_mlp,
+    Check("q4", "MLP parameters, outputs and gradients for several architectures", probes.mlp_results, verdict_mlp,
           inputs=inputs_mlp),
-    Check("q5", "the trained XOR model, measured by the grader", XOR_PROBE, verdict_xor,
+    Check("q5", "the trained XOR model, measured by the grader", probes.xor_model, verdict_xor,
           hint="train by gradient descent: zero every grad, loss.backward(), then p.data -= learning_rate * p.grad"),
-    Check("q5", "the loss history", XOR_PROBE, verdict_history),
-    Check("q6", "rel_error on the grader's arrays", GRADCHECK_PROBE, verdict_rel_error, inputs=inputs_gradcheck),
-    Check("q6", "autograd and numerical gradients of model_check", GRADCHECK_PROBE, verdict_gradcheck,
+    Check("q5", "the loss history", probes.xor_model, verdict_history),
+    Check("q6", "rel_error on the grader's arrays", probes.gradient_check, verdict_rel_error, inputs=inputs_gradcheck),
+    Check("q6", "autograd and numerical gradients of model_check", probes.gradient_check, verdict_gradcheck,
           inputs=inputs_gradcheck),
-    Check("q7", "the sigmoid op inside random expressions, against PyTorch", SIGMOID_PROBE, verdict_sigmoid_op,
-          inputs=inputs_sigmoid),
-    Check("q7", "the sigmoid gradient check", SIGMOID_PROBE, verdict_sigmoid_check, inputs=inputs_sigmoid),
-    Check("q8", "Dual arithmetic on random expressions", DUAL_PROBE, verdict_dual_ops, inputs=inputs_dual),
-    Check("q8", "forward_partials of x²y + sin(xy) at the grader's points", DUAL_PROBE, verdict_partials,
+    Check("q7", "the sigmoid op inside random expressions, against PyTorch", probes.sigmoid_results,
+          verdict_sigmoid_op, inputs=inputs_sigmoid),
+    Check("q7", "the sigmoid gradient check", probes.sigmoid_results, verdict_sigmoid_check, inputs=inputs_sigmoid),
+    Check("q8", "Dual arithmetic on random expressions", probes.dual_results, verdict_dual_ops, inputs=inputs_dual),
+    Check("q8", "forward_partials of x²y + sin(xy) at the grader's points", probes.dual_results, verdict_partials,
           inputs=inputs_dual),
-    Check("q12", "forward and backward operation counts", COUNT_PROBE, verdict_counts, inputs=inputs_counts),
-    Check("q12", "the cheap gradient ratio of the XOR loss", CHEAP_PROBE, verdict_cheap),
+    Check("q12", "forward and backward operation counts", probes.operation_counts, verdict_counts,
+          inputs=inputs_counts),
+    Check("q12", "the cheap gradient ratio of the XOR loss", probes.cheap_gradient, verdict_cheap),
 ]
 
 
 # Hand-offs: once a question is graded, what its prompt fully specifies replaces the student's
-# answer, so one mistake costs only its own question's points.
-CENTRAL_DIFF_SOURCE = """
-def central_diff(f, x, h=1e-6):
-    return (f(x + h) - f(x - h)) / (2 * h)
-"""
-VALUE_SOURCE = """
-import math
-
-
-class Value:
-    def __init__(self, data, _children=(), _op=''):
-        self.data = data
-        self.grad = 0.0
-        self._backward = lambda: None
-        self._prev = set(_children)
-        self._op = _op
-
-    def __add__(self, other):
-        other = other if isinstance(other, Value) else Value(other)
-        out = Value(self.data + other.data, (self, other), '+')
-        def _backward():
-            self.grad += out.grad
-            other.grad += out.grad
-        out._backward = _backward
-        return out
-
-    def __mul__(self, other):
-        other = other if isinstance(other, Value) else Value(other)
-        out = Value(self.data * other.data, (self, other), '*')
-        def _backward():
-            self.grad += other.data * out.grad
-            other.grad += self.data * out.grad
-        out._backward = _backward
-        return out
-
-    def __pow__(self, other):
-        assert isinstance(other, (int, float)), "only int/float powers supported"
-        out = Value(self.data ** other, (self,), f'**{other}')
-        def _backward():
-            self.grad += other * (self.data ** (other - 1)) * out.grad
-        out._backward = _backward
-        return out
-
-    def relu(self):
-        out = Value(max(0, self.data), (self,), 'ReLU')
-        def _backward():
-            self.grad += (self.data > 0) * out.grad
-        out._backward = _backward
-        return out
-
-    def exp(self):
-        out = Value(math.exp(self.data), (self,), 'exp')
-        def _backward():
-            self.grad += out.data * out.grad
-        out._backward = _backward
-        return out
-
-    def log(self):
-        out = Value(math.log(self.data), (self,), 'log')
-        def _backward():
-            self.grad += (1.0 / self.data) * out.grad
-        out._backward = _backward
-        return out
-
-    def tanh(self):
-        t = math.tanh(self.data)
-        out = Value(t, (self,), 'tanh')
-        def _backward():
-            self.grad += (1 - t ** 2) * out.grad
-        out._backward = _backward
-        return out
-
-    def backward(self):
-        topo, visited = [], set()
-        def build_topo(v):
-            if v not in visited:
-                visited.add(v)
-                for child in v._prev:
-                    build_topo(child)
-                topo.append(v)
-        build_topo(self)
-        self.grad = 1.0
-        for v in reversed(topo):
-            v._backward()
-
-    def __repr__(self):
-        return f"Value(data={self.data:.4f}, grad={self.grad:.4f})"
-"""
-DERIVED_SOURCE = """
-Value.__neg__ = lambda self: self * -1
-Value.__sub__ = lambda self, other: self + (-other)
-Value.__truediv__ = lambda self, other: self * (other ** -1) if isinstance(other, Value) else self * (1.0 / other)
-Value.__radd__ = lambda self, other: self + other
-Value.__rmul__ = lambda self, other: self * other
-Value.__rsub__ = lambda self, other: (-self) + other
-Value.__rtruediv__ = lambda self, other: Value(other) * (self ** -1)
-"""
-MLP_SOURCE = """
-import random
-
-
-class Neuron:
-    def __init__(self, n_in, nonlin=True):
-        self.w = [Value(random.uniform(-1, 1)) for _ in range(n_in)]
-        self.b = Value(0.0)
-        self.nonlin = nonlin
-
-    def __call__(self, x):
-        act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
-        return act.tanh() if self.nonlin else act
-
-    def parameters(self):
-        return self.w + [self.b]
-
-
-class Layer:
-    def __init__(self, n_in, n_out, **kwargs):
-        self.neurons = [Neuron(n_in, **kwargs) for _ in range(n_out)]
-
-    def __call__(self, x):
-        out = [n(x) for n in self.neurons]
-        return out[0] if len(out) == 1 else out
-
-    def parameters(self):
-        return [p for n in self.neurons for p in n.parameters()]
-
-
-class MLP:
-    def __init__(self, n_in, n_outs):
-        sz = [n_in] + n_outs
-        self.layers = [Layer(sz[i], sz[i + 1], nonlin=i < len(n_outs) - 1) for i in range(len(n_outs))]
-
-    def __call__(self, x):
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-    def parameters(self):
-        return [p for layer in self.layers for p in layer.parameters()]
-"""
-REL_ERROR_SOURCE = """
-import numpy as np
-
-
-def rel_error(a, b):
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
-"""
+# answer, so one mistake costs only its own question's points. The classes and functions are
+# defined in the student's namespace from their source, so they build on the notebook's `Value`.
 HANDOFFS = {
-    "q1": Handoff(source=CENTRAL_DIFF_SOURCE),
-    "q2": Handoff(source=VALUE_SOURCE),
-    "q3": Handoff(source=DERIVED_SOURCE),
-    "q4": Handoff(source=MLP_SOURCE),
-    "q6": Handoff(source=REL_ERROR_SOURCE),
+    "q1": Handoff(install=(central_diff,)),
+    "q2": Handoff(install=(Value,)),
+    "q3": Handoff(install=DERIVED_OPERATIONS, run=probes.derived_operations),
+    "q4": Handoff(install=(Neuron, Layer, MLP)),
+    "q6": Handoff(install=(rel_error,)),
 }

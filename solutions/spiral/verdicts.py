@@ -1,5 +1,5 @@
-"""Hidden checks for `spiral`: probes export plain data, verdicts compare it with the grader's own
-reference (the spiral split from datasets/spiral.csv and the reference SpiralNet below)."""
+"""Verdicts for `spiral`: the probes' plain data compared with the grader's own reference (the
+spiral split from datasets/spiral.csv and reference.py's SpiralNet and training run)."""
 from __future__ import annotations
 
 import threading
@@ -8,33 +8,24 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from autograder.checks import (DEVICE_CHOICE_PROBE, TRAINING_SETUP_PROBE, Check, Context, Handoff, array, expect,
-                               expect_device_choice, expect_logits, expect_training_setup, figure, integer,
-                               labelled, number, numbers)
+from autograder.checks import (Check, Context, Handoff, array, expect, expect_device_choice, expect_logits,
+                               expect_training_setup, expect_watched_run, figure, integer, labelled, number,
+                               numbers)
 from autograder.checks import state_dict as as_state_dict
 from autograder.data import load_spiral
+from autograder.probe_tools import device_choice, training_setup
 
-PATIENCE = 200
-N_EPOCHS = 5000
+from . import probes
+from .reference import N_EPOCHS, PATIENCE, STEP_HIDDEN, SpiralNet, reference_steps, train_reference, train_step
+
 SPLIT_SIZES = {"train": 316, "val": 67, "test": 67}
 STATE_SHAPES = {"net.0.weight": (100, 2), "net.0.bias": (100,), "net.3.weight": (3, 100), "net.3.bias": (3,)}
-# Calibrated in docs/calibration.md (tools/calibrate_spiral.py --tolerances).
+# Calibrated in docs/calibration.md (`python -m autograder calibrate spiral`).
 X_TOLERANCE = 1e-6          # q1: |X - reference| (a float32 cast of the same numbers is exact)
 BEST_LOSS_TOLERANCE = 1e-9  # q3: |best_val_loss - min(val_losses)| (both are the same float)
 RESTORE_TOLERANCE = 1e-5    # q3: relative |grader's val loss of the restored weights - min(val_losses)|
 STEP_TOLERANCE = 1e-5       # q3: |parameters after train_step - grader's SGD step| and |loss - grader's loss|
 PERCENT_TOLERANCE = 1e-3    # q4: |test_acc - grader's percentage|
-
-
-class SpiralNet(nn.Module):
-    """Reference architecture: (N, 2) -> logits (N, 3)."""
-
-    def __init__(self, n_hidden=100, dropout=0.2):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(2, n_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(n_hidden, 3))
-
-    def forward(self, x):
-        return self.net(x)
 
 
 def reference(assignment):
@@ -59,13 +50,14 @@ def _canonical(data_state, name: str):
     return data_state
 
 
-def _model_from(data_state, name="model.state_dict()") -> SpiralNet:
+def model_from_state(data_state, name="model.state_dict()") -> SpiralNet:
     model = SpiralNet()
     model.load_state_dict(as_state_dict(_canonical(data_state, name), name, STATE_SHAPES))
     return model.eval()
 
 
-def _accuracy(model: nn.Module, ctx: Context) -> float:
+def test_accuracy(model: nn.Module, ctx: Context) -> float:
+    """The fraction of the grader's test split that `model` classifies correctly."""
     with torch.no_grad():
         return (model(ctx.ref["X_test"]).argmax(dim=1) == ctx.ref["y_test"]).float().mean().item()
 
@@ -80,29 +72,9 @@ def verdict_tensors(data: dict, ctx: Context) -> None:
         expect(np.array_equal(y, ctx.ref[f"y_{split}"].numpy()), f"`y_{split}` does not hold the {split} labels")
 
 
-TENSORS_PROBE = """
-export(**{name: get(name) for name in
-          ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")})
-"""
-
-
 # -- q2: the model -----------------------------------------------------------------------------
 def inputs_points(ctx: Context) -> dict:
     return {"x": torch.from_numpy(ctx.rng.uniform(-1.3, 1.3, size=(256, 2)).astype(np.float32))}
-
-
-MODEL_PROBE = """
-import torch
-Net = get("SpiralNet")
-fresh = Net()
-fresh.eval()
-with torch.no_grad():
-    out = fresh(inputs["x"])
-export(n_params=sum(p.numel() for p in fresh.parameters()),
-       n_params_16=sum(p.numel() for p in Net(n_hidden=16).parameters()),
-       has_dropout=any(type(m).__name__ == "Dropout" for m in fresh.modules()),
-       state=fresh.state_dict(), out=out)
-"""
 
 
 def verdict_model(data: dict, ctx: Context) -> None:
@@ -111,7 +83,7 @@ def verdict_model(data: dict, ctx: Context) -> None:
     expect(integer(data.get("n_params_16"), "parameter count") == 99,
            "SpiralNet(n_hidden=16) should have 99 parameters: use the n_hidden argument")
     expect(data.get("has_dropout") is True, "SpiralNet should contain nn.Dropout(dropout)")
-    model = _model_from(data.get("state"), "SpiralNet().state_dict()")
+    model = model_from_state(data.get("state"), "SpiralNet().state_dict()")
     out = array(data.get("out"), "the model's output", kind="tensor", shape=(256, 3))
     with torch.no_grad():
         logits = model(ctx.inputs["x"]).numpy()
@@ -121,14 +93,6 @@ def verdict_model(data: dict, ctx: Context) -> None:
 # -- q3: training ------------------------------------------------------------------------------
 def verdict_setup(data: dict, ctx: Context) -> None:
     expect_training_setup(data, criterion="CrossEntropyLoss", optimizer="Adam", lr=0.01, weight_decay=0.005)
-
-
-STEP_LR = 0.1
-STEP_HIDDEN = 16
-
-
-def _step_net() -> nn.Sequential:
-    return nn.Sequential(nn.Linear(2, STEP_HIDDEN), nn.ReLU(), nn.Linear(STEP_HIDDEN, 3))
 
 
 def inputs_steps(ctx: Context) -> dict:
@@ -144,38 +108,6 @@ def inputs_steps(ctx: Context) -> dict:
     return {"init": {k: torch.from_numpy(v.astype(np.float32)) for k, v in init.items()}, "batches": batches}
 
 
-STEP_PROBE = """
-import torch
-import torch.nn as nn
-net = nn.Sequential(nn.Linear(2, %d), nn.ReLU(), nn.Linear(%d, 3))
-net.load_state_dict(inputs["init"])
-opt = torch.optim.SGD(net.parameters(), lr=%r)
-step = get("train_step")
-losses, states = [], []
-for X, y in inputs["batches"]:
-    loss = step(net, X, y, nn.CrossEntropyLoss(), opt)
-    losses.append(float(loss))
-    states.append({k: v.detach().clone() for k, v in net.state_dict().items()})
-export(losses=losses, states=states)
-""" % (STEP_HIDDEN, STEP_HIDDEN, STEP_LR)
-
-
-def reference_steps(inputs: dict) -> tuple[list[float], list[dict]]:
-    """Two plain SGD steps of the five-step pattern, as the grader computes them."""
-    net = _step_net()
-    net.load_state_dict(inputs["init"])
-    opt = torch.optim.SGD(net.parameters(), lr=STEP_LR)
-    losses, states = [], []
-    for X, y in inputs["batches"]:
-        loss = nn.functional.cross_entropy(net(X), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        states.append({k: v.detach().clone() for k, v in net.state_dict().items()})
-    return losses, states
-
-
 def step_distances(data: dict, ctx: Context) -> tuple[list[float], list[float], list[float]]:
     """Per step: max |student - grader| over the parameters, |loss - grader's loss|, and how far
     the student's parameters moved from where the step started."""
@@ -184,7 +116,7 @@ def step_distances(data: dict, ctx: Context) -> tuple[list[float], list[float], 
     states = data.get("states")
     expect(isinstance(losses, list) and isinstance(states, list) and len(losses) == len(states) == 2,
            "train_step could not be run twice on the grader's batches")
-    ref_losses, ref_states = reference_steps(ctx.inputs)
+    ref_losses, ref_states = reference_steps(ctx.inputs, train_step)
     params, loss_gaps, moved = [], [], []
     before = {k: v.clone() for k, v in ctx.inputs["init"].items()}
     for i in range(2):
@@ -209,12 +141,6 @@ def verdict_step(data: dict, ctx: Context) -> None:
            "were added in. Call optimizer.zero_grad() in every step, before loss.backward()")
 
 
-HISTORY_PROBE = """
-export(train_losses=[float(v) for v in get("train_losses")], val_losses=[float(v) for v in get("val_losses")],
-       best_epoch=get("best_epoch"), best_val_loss=float(get("best_val_loss")), state=get("model").state_dict())
-"""
-
-
 def verdict_history(data: dict, ctx: Context) -> None:
     train = numbers(data.get("train_losses"), "train_losses")
     val = numbers(data.get("val_losses"), "val_losses")
@@ -231,7 +157,7 @@ def verdict_history(data: dict, ctx: Context) -> None:
 
 
 def restored_val_loss(data: dict, ctx: Context) -> float:
-    model = _model_from(data.get("state"))
+    model = model_from_state(data.get("state"))
     with torch.no_grad():  # measured here, on the grader's own validation split
         return nn.functional.cross_entropy(model(ctx.ref["X_val"]), ctx.ref["y_val"]).item()
 
@@ -252,20 +178,15 @@ def verdict_val_loss(data: dict, ctx: Context) -> None:
 
 
 def verdict_trained_accuracy(data: dict, ctx: Context) -> None:
-    accuracy = _accuracy(_model_from(data.get("state")), ctx)
+    accuracy = test_accuracy(model_from_state(data.get("state")), ctx)
     minimum = ctx.thresholds["min_test_accuracy"]
     expect(accuracy >= minimum, f"the grader measured {100 * accuracy:.1f}% test accuracy with your restored "
                                 f"weights; at least {100 * minimum:.0f}% is required: check the training step")
 
 
 # -- q4: evaluation ----------------------------------------------------------------------------
-ACCURACY_PROBE = """
-export(state=get("model").state_dict(), test_acc=get("test_acc"), test_preds=get("test_preds"))
-"""
-
-
 def _grader_predictions(data: dict, ctx: Context) -> np.ndarray:
-    model = _model_from(data.get("state"))
+    model = model_from_state(data.get("state"))
     with torch.no_grad():
         return model(ctx.ref["X_test"]).argmax(dim=1).numpy()
 
@@ -285,11 +206,6 @@ def verdict_percent(data: dict, ctx: Context) -> None:
 
 
 # -- q5: figure --------------------------------------------------------------------------------
-FIGURE_PROBE = """
-export(figure=figure_summary(get("fig")), n_epochs=len(get("train_losses")), best_epoch=get("best_epoch"))
-"""
-
-
 def verdict_curves(data: dict, ctx: Context) -> None:
     fig = figure(data.get("figure"))
     expect(len(fig["axes"]) >= 2, "make a figure with two panels: plt.subplots(1, 2)")
@@ -326,36 +242,17 @@ def verdict_device_choice(data: dict, ctx: Context) -> None:
     expect_device_choice(data)
 
 
-PREDICT_META_PROBE = """
-import torch
-import torch.nn as nn
-meta = torch.device("meta")
-net = nn.Sequential(nn.Linear(2, 100), nn.ReLU(), nn.Dropout(0.2), nn.Linear(100, 3))
-seen = []
-net.register_forward_pre_hook(lambda module, args: seen.append(
-    [str(args[0].device), sorted({str(p.device) for p in module.parameters()})]))
-out, error = None, ""
-try:
-    out = get("predict")(net, torch.zeros(5, 2), meta)
-except Exception as exc:
-    error = type(exc).__name__ + ": " + str(exc)[:200]
-export(seen=seen, error=error, out_type=type(out).__name__,
-       out_device=str(out.device) if isinstance(out, torch.Tensor) else "",
-       out_shape=list(out.shape) if isinstance(out, torch.Tensor) else [])
-"""
-
-
 def verdict_predict_meta(data: dict, ctx: Context) -> None:
-    seen = data.get("seen")
-    expect(isinstance(seen, list) and seen,
-           f"predict(model, X, device) never called the model (it stopped with: {str(data.get('error'))[:150]})")
-    expect(all(isinstance(s, list) and s[0] == "meta" for s in seen),
-           "predict fed the model points that are not on `device`: move them with X.to(device)")
-    expect(all(isinstance(s, list) and s[1] == ["meta"] for s in seen),
-           "predict ran a model whose parameters are not on `device`: move it with model.to(device)")
-    expect(not data.get("error"), f"predict(model, X, device) failed on another device: {str(data.get('error'))[:150]}"
-                                  " (return the predictions on `device`, without .cpu() or .numpy())")
-    expect(data.get("out_type") == "Tensor" and data.get("out_device") == "meta" and data.get("out_shape") == [5],
+    run = data.get("run")
+    expect_watched_run(run, "predict(model, X, device)",
+                       batch="predict fed the model points that are not on `device`: move them with X.to(device)",
+                       parameters="predict ran a model whose parameters are not on `device`: "
+                                  "move it with model.to(device)")
+    error = run.get("error")
+    expect(not error, f"predict(model, X, device) failed on another device: {str(error)[:150]}"
+                      " (return the predictions on `device`, without .cpu() or .numpy())")
+    out = run.get("out") or {}
+    expect(out.get("type") == "Tensor" and out.get("device") == "meta" and out.get("shape") == [5],
            "predict should return the N predicted classes as a tensor on `device`")
 
 
@@ -366,19 +263,9 @@ def inputs_predict(ctx: Context) -> dict:
     return {"init": init, "X": torch.from_numpy(rng.uniform(-1.3, 1.3, size=(256, 2)).astype(np.float32))}
 
 
-PREDICT_PROBE = """
-import torch
-import torch.nn as nn
-net = nn.Sequential(nn.Linear(2, 100), nn.ReLU(), nn.Dropout(0.2), nn.Linear(100, 3))
-net.load_state_dict(inputs["init"])
-net.train()
-export(preds=get("predict")(net, inputs["X"], torch.device("cpu")))
-"""
-
-
 def verdict_predict(data: dict, ctx: Context) -> None:
     preds = array(data.get("preds"), "predict(model, X, device)", kind="tensor", dtype="torch.int64", shape=(256,))
-    net = nn.Sequential(nn.Linear(2, 100), nn.ReLU(), nn.Dropout(0.2), nn.Linear(100, 3))
+    net = SpiralNet().net
     net.load_state_dict(ctx.inputs["init"])
     net.eval()
     with torch.no_grad():
@@ -389,96 +276,49 @@ def verdict_predict(data: dict, ctx: Context) -> None:
 
 CHECKS = [
     Check("q1", "six tensors, batch-first float32 features and long labels, holding the split",
-          TENSORS_PROBE, verdict_tensors,
+          probes.split_tensors, verdict_tensors,
           hint="transpose the features to batch-first (N, 2) with `.T`, and give the labels dtype=torch.long"),
-    Check("q2", "SpiralNet's layers, parameter count and logits on fresh inputs", MODEL_PROBE, verdict_model,
+    Check("q2", "SpiralNet's layers, parameter count and logits on fresh inputs", probes.fresh_model, verdict_model,
           inputs=inputs_points),
-    Check("q3", "loss function and optimiser settings", TRAINING_SETUP_PROBE, verdict_setup),
-    Check("q3", "train_step's parameter update on the grader's batches (two SGD steps)", STEP_PROBE, verdict_step,
+    Check("q3", "loss function and optimiser settings", training_setup, verdict_setup),
+    Check("q3", "train_step's parameter update on the grader's batches (two SGD steps)", probes.two_steps, verdict_step,
           inputs=inputs_steps),
-    Check("q3", "loss history and early stopping", HISTORY_PROBE, verdict_history),
-    Check("q3", "the best weights are restored (validation loss measured by the grader)", HISTORY_PROBE,
+    Check("q3", "loss history and early stopping", probes.history, verdict_history),
+    Check("q3", "the best weights are restored (validation loss measured by the grader)", probes.history,
           verdict_restored, hint="did you call model.load_state_dict(best_state) after the loop?"),
-    Check("q3", "validation loss of the restored weights, measured by the grader", HISTORY_PROBE, verdict_val_loss),
-    Check("q3", "test accuracy of the restored weights, measured by the grader", HISTORY_PROBE,
+    Check("q3", "validation loss of the restored weights, measured by the grader", probes.history, verdict_val_loss),
+    Check("q3", "test accuracy of the restored weights, measured by the grader", probes.history,
           verdict_trained_accuracy),
-    Check("q4", "test_preds are your model's predicted classes on X_test", ACCURACY_PROBE, verdict_preds),
-    Check("q4", "test_acc is the percentage of correct test predictions", ACCURACY_PROBE, verdict_percent),
-    Check("q5", "learning curves with the best epoch marked", FIGURE_PROBE, verdict_curves),
-    Check("q5", "decision boundary with the test points", FIGURE_PROBE, verdict_boundary),
+    Check("q4", "test_preds are your model's predicted classes on X_test", probes.evaluation, verdict_preds),
+    Check("q4", "test_acc is the percentage of correct test predictions", probes.evaluation, verdict_percent),
+    Check("q5", "learning curves with the best epoch marked", probes.figure, verdict_curves),
+    Check("q5", "decision boundary with the test points", probes.figure, verdict_boundary),
     Check("q7", "pick_device follows torch.cuda.is_available() (told once that a GPU is there, once that none is)",
-          DEVICE_CHOICE_PROBE, verdict_device_choice),
+          device_choice, verdict_device_choice),
     Check("q7", "predict moves the model and the points to its device (run on the meta device)",
-          PREDICT_META_PROBE, verdict_predict_meta),
-    Check("q7", "predict's classes on the grader's points, with dropout off", PREDICT_PROBE, verdict_predict,
+          probes.predict_on_meta, verdict_predict_meta),
+    Check("q7", "predict's classes on the grader's points, with dropout off", probes.predictions, verdict_predict,
           inputs=inputs_predict),
 ]
 
 
 # Hand-offs: once a question is graded, what its prompt fully specifies replaces the student's
-# answer, so one mistake costs only its own question's points.
-REFERENCE_MODEL_SOURCE = """
-import torch.nn as nn
-
-
-class SpiralNet(nn.Module):
-    def __init__(self, n_hidden=100, dropout=0.2):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(2, n_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(n_hidden, 3))
-
-    def forward(self, x):
-        return self.net(x)
-"""
-# After q3: the grader's own run of the prompt's training (seed 42, Adam, early stopping, best
-# weights restored), so an error in the training loop does not cost q4, q5 or q7 as well.
-TRAINED_SOURCE = REFERENCE_MODEL_SOURCE + """
-model = SpiralNet(n_hidden=100, dropout=0.2)
-model.load_state_dict(best_state)
-model.eval()
-"""
+# answer, so one mistake costs only its own question's points. After q3: the grader's own run of
+# the prompt's training (seed 42, Adam, early stopping, best weights restored), so an error in the
+# training loop does not cost q4, q5 or q7 as well.
 _TRAINED: dict = {}
 _TRAINED_LOCK = threading.Lock()
-
-
-def train_reference(ref: dict, seed: int = 42) -> dict:
-    """The prompt's training run in the grader: losses, best epoch and the restored weights."""
-    generator_state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        model = SpiralNet()
-        criterion = nn.CrossEntropyLoss()
-        optimizer = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=0.005)
-        train_losses, val_losses, best_val_loss, best_epoch, best_state = [], [], float("inf"), 0, None
-        for epoch in range(N_EPOCHS):
-            model.train()
-            loss = criterion(model(ref["X_train"]), ref["y_train"])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            train_losses.append(loss.item())
-            model.eval()
-            with torch.no_grad():
-                val_losses.append(criterion(model(ref["X_val"]), ref["y_val"]).item())
-            if val_losses[-1] < best_val_loss:
-                best_val_loss, best_epoch = val_losses[-1], epoch
-                best_state = {k: v.clone() for k, v in model.state_dict().items()}
-            if epoch - best_epoch >= PATIENCE:
-                break
-    finally:
-        torch.random.set_rng_state(generator_state)
-    return {"train_losses": train_losses, "val_losses": val_losses, "best_epoch": best_epoch,
-            "best_val_loss": best_val_loss, "best_state": best_state}
 
 
 def trained_handoff(ref: dict) -> dict:
     with _TRAINED_LOCK:
         if "run" not in _TRAINED:
             _TRAINED["run"] = train_reference(ref)
-        return dict(_TRAINED["run"])
+        return {k: v for k, v in _TRAINED["run"].items() if k != "last_state"}
 
 
 HANDOFFS = {
     "q1": Handoff(values=dict),  # the reference split's tensors
-    "q2": Handoff(source=REFERENCE_MODEL_SOURCE),
-    "q3": Handoff(values=trained_handoff, source=TRAINED_SOURCE),
+    "q2": Handoff(install=(SpiralNet,)),
+    "q3": Handoff(values=trained_handoff, install=(SpiralNet,), run=probes.restore_trained),
 }

@@ -1,8 +1,8 @@
-"""Hidden checks for `pipeline`: probes export plain data, verdicts compare it with the grader's own
-reference (the spiral split from datasets/spiral.csv, the XOR table, and the reference functions below).
+"""Verdicts for `pipeline`: the probes' plain data compared with the grader's own reference (the
+spiral split from datasets/spiral.csv, the XOR table, and reference.py's functions and runs).
 
 Nothing a submission wrote is ever unpickled here: files the student saved are read back inside the
-student's process (with `weights_only=True`) and only their tensors cross over.
+student's process (with `weights_only=True`, see probes.py) and only their tensors cross over.
 """
 from __future__ import annotations
 
@@ -14,15 +14,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.optim as optim
 
-from autograder.checks import (DEVICE_CHOICE_PROBE, Check, Context, Fail, Handoff, array, expect,
-                               expect_device_choice, figure, integer, number, numbers)
+from autograder.checks import (Check, Context, Fail, Handoff, array, expect, expect_device_choice,
+                               expect_watched_run, figure, integer, number, numbers)
 from autograder.checks import state_dict as as_state_dict
 from autograder.data import gate_arrays, load_spiral
+from autograder.probe_tools import device_choice
 
-PATIENCE = 10
+from . import probes
+from .reference import (OPTIMIZERS, PATIENCE, Classifier, SpiralDataset, XORDataset, batches, checkpoint_rerun,
+                        ck_net, focal_loss, loaded, optimize_with, pick_device, rosenbrock, small_net, te_net,
+                        train_epoch, val_net, validate)
+
 SPLIT_SIZES = {"train": 316, "val": 67, "test": 67}
-# Tolerances; measured with `tools/calibrate_pipeline.py --all` (largest distance among correct variants,
-# smallest among the nearest realistic mistakes); the table is in the calibration notes.
+# Tolerances; measured with `python -m autograder calibrate pipeline` (largest distance among correct
+# variants, smallest among the nearest realistic mistakes); the table is in the calibration notes.
 PATH_ATOL = 1e-4        # Rosenbrock paths: student vs grader rerun (float32, 100 steps)
 FOCAL_RTOL = 1e-9       # focal loss in float64 against the grader's float64 reference
 FOCAL_RTOL_F32 = 1e-4   # focal loss in float32 with logits up to +-100
@@ -30,82 +35,12 @@ RESUME_ATOL = 1e-6      # resumed vs uninterrupted training, same process
 RERUN_ATOL = 1e-5       # the student's process vs the grader's rerun
 BEST_RTOL = 1e-5        # grader's val loss of best_model.pth / the final weights vs the history's minimum
 GPU_ATOL = 1e-4         # train_epoch on a GPU vs the grader's CPU rerun (only on a grading machine with a GPU)
-OPTIMIZERS = [("sgd", optim.SGD, 1e-3, {}), ("momentum", optim.SGD, 1e-3, {"momentum": 0.9}),
-              ("adam", optim.Adam, 1e-2, {}), ("rmsprop", optim.RMSprop, 1e-2, {})]
-
-
-class Classifier(nn.Module):
-    """Reference architecture of Part 4: (N, 2) -> logits (N, 3)."""
-
-    def __init__(self, input_size=2, hidden_sizes=(64, 32), output_size=3):
-        super().__init__()
-        layers, prev = [], input_size
-        for size in hidden_sizes:
-            layers += [nn.Linear(prev, size), nn.ReLU(), nn.Dropout(0.2)]
-            prev = size
-        layers.append(nn.Linear(prev, output_size))
-        self.network = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.network(x)
-
-
 CLASSIFIER_SHAPES = {"network.0.weight": (64, 2), "network.0.bias": (64,), "network.3.weight": (32, 64),
                      "network.3.bias": (32,), "network.6.weight": (3, 32), "network.6.bias": (3,)}
 
 
 def reference(assignment):
     return {split: (torch.from_numpy(X), torch.from_numpy(y)) for split, (X, y) in load_spiral().items()}
-
-
-# -- reference implementations (also used by tools/calibrate_pipeline.py) ---------------------
-def rosenbrock(x, y):
-    return (1 - x) ** 2 + 100 * (y - x ** 2) ** 2
-
-
-def optimize_with(optimizer_class, lr, start=(-1.0, 1.0), n_steps=100, **kwargs):
-    x = torch.tensor(start, dtype=torch.float32, requires_grad=True)
-    optimizer = optimizer_class([x], lr=lr, **kwargs)
-    path, losses = [x.detach().clone().numpy()], []
-    for _ in range(n_steps):
-        optimizer.zero_grad()
-        loss = rosenbrock(x[0], x[1])
-        loss.backward()
-        optimizer.step()
-        path.append(x.detach().clone().numpy())
-        losses.append(loss.item())
-    return np.array(path), losses
-
-
-def focal_loss(logits, targets, gamma=2.0):
-    log_pt = F.log_softmax(logits, dim=1).gather(1, targets.unsqueeze(1)).squeeze(1)
-    return (-(1 - log_pt.exp()) ** gamma * log_pt).mean()
-
-
-def train_epoch(model, dataloader, criterion, optimizer, device):
-    model.train()
-    total = 0.0
-    for X_batch, y_batch in dataloader:
-        X_batch, y_batch = X_batch.to(device), y_batch.to(device)
-        loss = criterion(model(X_batch), y_batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total += loss.item()
-    return total / len(dataloader)
-
-
-def _batches(X, y, batch_size):
-    return [(X[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(X), batch_size)]
-
-
-def _load(model: nn.Module, state: dict) -> nn.Module:
-    model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
-    return model
-
-
-def _tensor_state(model: nn.Module) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _random_state(model: nn.Module, rng: np.random.Generator, scale=0.5) -> dict:
@@ -118,24 +53,6 @@ def _shapes(model: nn.Module) -> dict:
 
 
 # -- q1: datasets and loaders -----------------------------------------------------------------
-DATASETS_PROBE = """
-import torch
-from torch.utils.data import DataLoader
-xor = get("XORDataset")()
-xor_items = [xor[i] for i in range(len(xor))]
-Spiral = get("SpiralDataset")
-splits = {}
-for split in ("train", "val", "test"):
-    ds = Spiral(split)
-    items = [ds[i] for i in range(len(ds))]
-    splits[split] = {"len": len(ds), "X": torch.stack([x for x, _ in items]), "y": torch.stack([y for _, y in items])}
-bs = int(inputs["batch_size"])
-loader = DataLoader(Spiral("train"), batch_size=bs, shuffle=False)
-batches = [(tuple(xb.shape), tuple(yb.shape)) for xb, yb in loader]
-export(xor_len=len(xor), xor_X=torch.stack([x for x, _ in xor_items]), xor_y=torch.stack([y for _, y in xor_items]),
-       splits=splits, len_loader=len(loader), n_iterated=len(batches), first_batch=[list(s) for s in batches[0]],
-       n_batches_xor=get("n_batches_xor"), n_batches_train=get("n_batches_train"))
-"""
 
 
 def inputs_batch_size(ctx: Context) -> dict:
@@ -176,23 +93,6 @@ def verdict_batches(data: dict, ctx: Context) -> None:
 
 
 # -- q2: optimizers on the Rosenbrock function ------------------------------------------------
-OPTIMIZERS_PROBE = """
-import numpy as np
-import torch
-import torch.optim as optim
-run = get("optimize_with")
-start = (float(inputs["start"][0]), float(inputs["start"][1]))
-configs = [("sgd", optim.SGD, 1e-3, {}), ("momentum", optim.SGD, 1e-3, {"momentum": 0.9}),
-           ("adam", optim.Adam, 1e-2, {}), ("rmsprop", optim.RMSprop, 1e-2, {})]
-runs = {}
-for name, cls, lr, kwargs in configs:
-    path, losses = run(cls, lr, start=start, **kwargs)
-    runs[name] = {"path": np.asarray(path, dtype=np.float64), "losses": [float(v) for v in losses]}
-path, losses = run(optim.Adam, 1e-2)
-pts = torch.from_numpy(inputs["points"])
-export(runs=runs, default_path=np.asarray(path, dtype=np.float64), default_n=len(losses),
-       rosen=get("rosenbrock")(pts[:, 0], pts[:, 1]), figure=figure_summary(get("fig_opt")))
-"""
 
 
 def inputs_start(ctx: Context) -> dict:
@@ -211,7 +111,7 @@ def verdict_rosenbrock(data: dict, ctx: Context) -> None:
     runs = data.get("runs")
     expect(isinstance(runs, dict), "optimize_with did not return (path, losses)")
     start = tuple(float(v) for v in ctx.inputs["start"])
-    for name, cls, lr, kwargs in OPTIMIZERS:
+    for name, class_name, lr, kwargs in OPTIMIZERS:
         run = runs.get(name)
         expect(isinstance(run, dict), f"no run for {name}")
         path = array(run.get("path"), f"{name} path", shape=(101, 2))
@@ -224,7 +124,7 @@ def verdict_rosenbrock(data: dict, ctx: Context) -> None:
         expect(np.allclose(losses, rosenbrock(path[:-1, 0], path[:-1, 1]), rtol=1e-3, atol=1e-4),
                "losses[i] should be the loss at path[i], the point before step i")
         expect(losses[-1] < losses[0], f"{name}: the loss should go down")
-        ref_path, _ = optimize_with(cls, lr, start=start, **kwargs)
+        ref_path, _ = optimize_with(getattr(optim, class_name), lr, start=start, **kwargs)
         expect(bool(np.all(np.isfinite(path))) and np.max(np.abs(path - ref_path)) < PATH_ATOL,
                f"the {name} path does not follow zero_grad -> loss -> backward -> step from the given start "
                "(did you append a copy of x after each step?)")
@@ -244,42 +144,11 @@ def verdict_opt_figure(data: dict, ctx: Context) -> None:
 
 
 # -- q4: state_dict round trip and the whole-model failure -----------------------------------
-ROUNDTRIP_PROBE = """
-import torch
-model, new_model = get("model"), get("new_model")
-x = inputs["x"]
-model.eval(); new_model.eval()
-with torch.no_grad():
-    out_model, out_new = model(x), new_model(x)
-# Only plain tensors cross over: the file is read here, in the student's process, with weights_only=True.
-# A whole-model file makes that load fail; its error is described by name, never shown raw.
-try:
-    saved = torch.load("model_state.pth", weights_only=True)
-    saved_error = ""
-except FileNotFoundError:
-    saved, saved_error = None, "missing"
-except Exception as exc:
-    saved, saved_error = None, type(exc).__name__
-try:
-    full_load_error = get("full_load_error")
-except ProbeError:
-    full_load_error = "<not defined>"
-export(out_model=out_model, out_new=out_new, state=model.state_dict(), new_state=new_model.state_dict(),
-       saved=dict(saved) if isinstance(saved, dict) else None, saved_type=type(saved).__name__,
-       saved_error=saved_error, distinct=new_model is not model and all(
-           p.data_ptr() != q.data_ptr() for p, q in zip(model.parameters(), new_model.parameters())),
-       full_load_error=full_load_error if isinstance(full_load_error, str) or full_load_error is None
-       else f"<a {type(full_load_error).__name__}>")
-"""
 SMALL_SHAPES = {"0.weight": (20, 10), "0.bias": (20,), "2.weight": (1, 20), "2.bias": (1,)}
 
 
 def inputs_x10(ctx: Context) -> dict:
     return {"x": torch.from_numpy(ctx.rng.normal(size=(16, 10)).astype(np.float32))}
-
-
-def _small_model(state) -> nn.Module:
-    return _load(nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 1)), state).eval()
 
 
 def _expect_saved_state_dict(data: dict) -> None:
@@ -306,13 +175,13 @@ def verdict_roundtrip(data: dict, ctx: Context) -> None:
     out = array(data.get("out_new"), "new_model(x)", kind="tensor", shape=(16, 1))
     out_model = array(data.get("out_model"), "model(x)", kind="tensor", shape=(16, 1))
     with torch.no_grad():
-        truth = _small_model(saved)(ctx.inputs["x"]).numpy()
+        truth = loaded(small_net(), saved).eval()(ctx.inputs["x"]).numpy()
     expect(np.array_equal(out, out_model) and np.allclose(out, truth, rtol=1e-5, atol=1e-6),
            "new_model does not give the same outputs as model")
 
 
 def verdict_full_model(data: dict, ctx: Context) -> None:
-    expect(data.get("full_load_error") != "<not defined>",
+    expect(data.get("full_load_error") != probes.NOT_DEFINED,
            "`full_load_error` is not defined: did the cell stop before it (run it top to bottom)?")
     expect(data.get("full_load_error") == "UnpicklingError",
            "`full_load_error` should be the name of the exception plain torch.load raises on the whole-model "
@@ -320,54 +189,15 @@ def verdict_full_model(data: dict, ctx: Context) -> None:
 
 
 # -- q6: checkpoints ------------------------------------------------------------------------------
-CHECKPOINT_PROBE = """
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-save, load = get("save_checkpoint"), get("load_checkpoint")
-X, y, k = inputs["X"], inputs["y"], int(inputs["k"])
-def make(init):
-    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
-    net.load_state_dict(init)
-    return net, torch.optim.Adam(net.parameters(), lr=float(inputs["lr"]))
-def steps(net, opt, n):
-    for _ in range(n):
-        opt.zero_grad()
-        F.mse_loss(net(X), y).backward()
-        opt.step()
-a, opt_a = make(inputs["init_a"])
-steps(a, opt_a, k)
-save("probe_checkpoint.pth", a, opt_a, k)
-steps(a, opt_a, k)
-b, opt_b = make(inputs["init_b"])
-epoch = load("probe_checkpoint.pth", b, opt_b)
-steps(b, opt_b, k)
-export(uninterrupted=[p.detach().clone() for p in a.parameters()],
-       resumed=[p.detach().clone() for p in b.parameters()], epoch=epoch)
-"""
 CK_SHAPES = [(8, 4), (8,), (1, 8), (1,)]
 
 
-def _ck_net():
-    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
-
-
 def inputs_checkpoint(ctx: Context) -> dict:
-    net = _ck_net()
+    net = ck_net()
     return {"X": torch.from_numpy(ctx.rng.normal(size=(32, 4)).astype(np.float32)),
             "y": torch.from_numpy(ctx.rng.normal(size=(32, 1)).astype(np.float32)),
             "k": int(ctx.rng.integers(5, 15)), "lr": float(ctx.rng.uniform(0.02, 0.08)),
             "init_a": _random_state(net, ctx.rng), "init_b": _random_state(net, ctx.rng)}
-
-
-def uninterrupted_run(inp: dict) -> list[np.ndarray]:
-    net = _load(_ck_net(), inp["init_a"])
-    opt = torch.optim.Adam(net.parameters(), lr=inp["lr"])
-    for _ in range(2 * inp["k"]):
-        opt.zero_grad()
-        F.mse_loss(net(inp["X"]), inp["y"]).backward()
-        opt.step()
-    return [p.detach().numpy().copy() for p in net.parameters()]
 
 
 def verdict_checkpoint(data: dict, ctx: Context) -> None:
@@ -380,43 +210,12 @@ def verdict_checkpoint(data: dict, ctx: Context) -> None:
     gap = max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
     expect(gap <= RESUME_ATOL, "training resumed from your checkpoint does not continue exactly where it stopped: "
                                "save and restore the model *and* the optimizer state (Adam keeps moment estimates)")
-    rerun = uninterrupted_run(ctx.inputs)
+    rerun = checkpoint_rerun(ctx.inputs)
     expect(max(float(np.max(np.abs(x - y))) for x, y in zip(a, rerun)) <= RERUN_ATOL,
            "saving a checkpoint changed the training run: save_checkpoint should not modify the model or optimizer")
 
 
 # -- q7: train_epoch and validate --------------------------------------------------------------
-TRAIN_EPOCH_PROBE = """
-import torch
-import torch.nn as nn
-from torch.utils.data import DataLoader, TensorDataset
-net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 3))
-net.load_state_dict(inputs["init"])
-net.eval()
-loader = DataLoader(TensorDataset(inputs["X"], inputs["y"]), batch_size=16, shuffle=False)
-opt = torch.optim.SGD(net.parameters(), lr=float(inputs["lr"]))
-loss = get("train_epoch")(net, loader, nn.CrossEntropyLoss(), opt, torch.device("cpu"))
-export(loss=loss, state=net.state_dict(), training=net.training)
-"""
-VALIDATE_PROBE = """
-import torch
-import torch.nn as nn
-from torch.utils.data import DataLoader, TensorDataset
-net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
-net.load_state_dict(inputs["init"])
-net.train()
-loader = DataLoader(TensorDataset(inputs["X"], inputs["y"]), batch_size=16, shuffle=False)
-result = get("validate")(net, loader, nn.CrossEntropyLoss(), torch.device("cpu"))
-export(result=list(result), state=net.state_dict())
-"""
-
-
-def _te_net():
-    return nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 3))
-
-
-def _val_net():
-    return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
 
 
 def _points(ctx: Context, n=64) -> dict:
@@ -425,18 +224,22 @@ def _points(ctx: Context, n=64) -> dict:
 
 
 def inputs_train_epoch(ctx: Context) -> dict:
-    return {**_points(ctx), "init": _random_state(_te_net(), ctx.rng), "lr": float(ctx.rng.uniform(0.05, 0.3))}
+    return {**_points(ctx), "init": _random_state(te_net(), ctx.rng), "lr": float(ctx.rng.uniform(0.05, 0.3))}
 
 
 def inputs_validate(ctx: Context) -> dict:
-    return {**_points(ctx), "init": _random_state(_val_net(), ctx.rng, scale=1.0)}
+    return {**_points(ctx), "init": _random_state(val_net(), ctx.rng, scale=1.0)}
+
+
+def train_epoch_rerun(inputs: dict) -> tuple[float, nn.Module]:
+    """The grader's run of the reference train_epoch on a check's inputs: (its loss, the network)."""
+    net = loaded(te_net(), inputs["init"])
+    opt = torch.optim.SGD(net.parameters(), lr=inputs["lr"])
+    return train_epoch(net, batches(inputs["X"], inputs["y"]), nn.CrossEntropyLoss(), opt, torch.device("cpu")), net
 
 
 def verdict_train_epoch(data: dict, ctx: Context) -> None:
-    inp = ctx.inputs
-    net = _load(_te_net(), inp["init"])
-    opt = torch.optim.SGD(net.parameters(), lr=inp["lr"])
-    loss = train_epoch(net, _batches(inp["X"], inp["y"], 16), nn.CrossEntropyLoss(), opt, torch.device("cpu"))
+    loss, net = train_epoch_rerun(ctx.inputs)
     state = as_state_dict(data.get("state"), "the model's state after train_epoch", _shapes(net))
     expect(data.get("training") is True, "train_epoch should put the model in training mode (model.train())")
     expect(all(torch.allclose(state[k], v, atol=RERUN_ATOL) for k, v in net.state_dict().items()),
@@ -451,13 +254,10 @@ def verdict_validate(data: dict, ctx: Context) -> None:
     result = data.get("result")
     expect(isinstance(result, list) and len(result) == 2, "validate should return (average loss, accuracy)")
     loss, acc = number(result[0], "validate's loss"), number(result[1], "validate's accuracy")
-    state = as_state_dict(data.get("state"), "the model's state after validate", _shapes(_val_net()))
+    state = as_state_dict(data.get("state"), "the model's state after validate", _shapes(val_net()))
     expect(all(torch.equal(state[k], inp["init"][k]) for k in state), "validate must not change the weights")
-    net = _load(_val_net(), inp["init"]).eval()
-    with torch.no_grad():
-        batches = _batches(inp["X"], inp["y"], 16)
-        ref_loss = float(np.mean([F.cross_entropy(net(xb), yb).item() for xb, yb in batches]))
-        ref_acc = (net(inp["X"]).argmax(dim=1) == inp["y"]).float().mean().item()
+    ref_loss, ref_acc = validate(loaded(val_net(), inp["init"]), batches(inp["X"], inp["y"]), nn.CrossEntropyLoss(),
+                                 torch.device("cpu"))
     expect(abs(loss - ref_loss) <= 1e-5 * max(1.0, ref_loss),
            "validate's loss is not the model's loss with dropout off: call model.eval() first")
     expect(abs(acc - ref_acc) <= 1e-6, "validate's accuracy should be the fraction (0 to 1) of argmax predictions "
@@ -465,62 +265,14 @@ def verdict_validate(data: dict, ctx: Context) -> None:
 
 
 # -- q8: devices ---------------------------------------------------------------------------------
-DEVICE_PROBE_COMMON = """
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
-meta = torch.device("meta")
-loader = DataLoader(TensorDataset(torch.randn(8, 2), torch.randint(0, 3, (8,))), batch_size=4)
-def watched():
-    seen = {"forward": [], "criterion": []}
-    net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 3)).to(meta)
-    net.register_forward_pre_hook(lambda module, args: seen["forward"].append(str(args[0].device)))
-    def criterion(out, target):
-        seen["criterion"].append([str(out.device), str(target.device)])
-        return F.cross_entropy(out, target)
-    return net, criterion, seen
-def attempt(call):
-    try:
-        call()
-        return ""
-    except Exception as exc:
-        return type(exc).__name__ + ": " + str(exc)[:200]
-"""
-DEVICE_PROBE = DEVICE_PROBE_COMMON + """
-meta_runs = {}
-net, crit, seen = watched()
-error = attempt(lambda: get("train_epoch")(net, loader, crit, torch.optim.SGD(net.parameters(), lr=0.1), meta))
-meta_runs["train_epoch"] = {**seen, "error": error}
-net, crit, seen = watched()
-error = attempt(lambda: get("validate")(net, loader, crit, meta))
-meta_runs["validate"] = {**seen, "error": error}
-cuda = torch.cuda.is_available()
-gpu = None
-if cuda:
-    gpu_device = torch.device("cuda")
-    gnet = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 3))
-    gnet.load_state_dict(inputs["init"])
-    gnet = gnet.to(gpu_device)
-    gloader = DataLoader(TensorDataset(inputs["X"], inputs["y"]), batch_size=16, shuffle=False)
-    gopt = torch.optim.SGD(gnet.parameters(), lr=float(inputs["lr"]))
-    gloss = get("train_epoch")(gnet, gloader, nn.CrossEntropyLoss(), gopt, gpu_device)
-    gval = get("validate")(gnet, gloader, nn.CrossEntropyLoss(), gpu_device)
-    gpu = {"loss": float(gloss), "state": {k: v.cpu() for k, v in gnet.state_dict().items()},
-           "val": [float(v) for v in gval]}
-export(meta=meta_runs, cuda=cuda, gpu=gpu)
-"""
 
 
 def _expect_meta(run, name: str) -> None:
-    expect(isinstance(run, dict), f"{name} could not be run")
-    forward, crit = run.get("forward"), run.get("criterion")
-    expect(isinstance(forward, list) and forward,
-           f"{name} never called the model (it stopped with: {str(run.get('error', ''))[:120]})")
-    expect(all(d == "meta" for d in forward),
-           f"{name}(..., device) fed the model a batch that is not on `device`: move each batch with .to(device)")
-    expect(isinstance(crit, list) and crit and all(pair == ["meta", "meta"] for pair in crit),
-           f"{name}(..., device) passed the criterion a prediction or target that is not on `device`")
+    expect_watched_run(run, name,
+                       batch=f"{name}(..., device) fed the model a batch that is not on `device`: "
+                             "move each batch with .to(device)",
+                       target=f"{name}(..., device) passed the criterion a prediction or target that is not on "
+                              "`device`")
 
 
 def verdict_device_meta(data: dict, ctx: Context) -> None:
@@ -540,37 +292,13 @@ def verdict_device_choice(data: dict, ctx: Context) -> None:
 
 def _expect_gpu_run(gpu, ctx: Context) -> None:
     expect(isinstance(gpu, dict), "train_epoch/validate did not run on the GPU")
-    inp = ctx.inputs
-    net = _load(_te_net(), inp["init"])
-    opt = torch.optim.SGD(net.parameters(), lr=inp["lr"])
-    loss = train_epoch(net, _batches(inp["X"], inp["y"], 16), nn.CrossEntropyLoss(), opt, torch.device("cpu"))
+    loss, net = train_epoch_rerun(ctx.inputs)
     state = as_state_dict(gpu.get("state"), "the model's state after train_epoch on the GPU", _shapes(net))
     expect(all(torch.allclose(state[k], v, atol=GPU_ATOL) for k, v in net.state_dict().items())
            and abs(number(gpu.get("loss"), "loss") - loss) < GPU_ATOL, "train_epoch on the GPU differs from the CPU run")
 
 
 # -- q9: the full pipeline on the spiral ----------------------------------------------------
-PIPELINE_PROBE = """
-import torch
-history = get("history")
-model = get("model")
-try:  # read in the student's process with weights_only=True; a pickled model is reported by name
-    saved, saved_error = torch.load("best_model.pth", weights_only=True), ""
-except FileNotFoundError:
-    saved, saved_error = None, "missing"
-except Exception as exc:
-    saved, saved_error = None, type(exc).__name__
-export(history={k: [float(v) for v in history[k]] for k in ("train_loss", "val_loss", "val_acc")},
-       state=model.state_dict(), saved=dict(saved) if isinstance(saved, dict) else None, saved_error=saved_error,
-       n_params=sum(p.numel() for p in model.parameters()),
-       n_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
-"""
-TRAIN_MODEL_DEVICE_PROBE = DEVICE_PROBE_COMMON + """
-net, crit, seen = watched()
-error = attempt(lambda: get("train_model")(net, loader, loader, crit, torch.optim.SGD(net.parameters(), lr=0.1),
-                                           epochs=1, device=meta, patience=10, best_path="probe_best.pth"))
-export(meta={"train_model": {**seen, "error": error}})
-"""
 
 
 def _classifier_state(value, name: str) -> dict:
@@ -588,12 +316,24 @@ def _classifier_state(value, name: str) -> dict:
     return as_state_dict(dict(zip(CLASSIFIER_SHAPES, value.values())), name, CLASSIFIER_SHAPES)
 
 
-def _val_loss(state: dict, ctx: Context) -> float:
+def _classifier(state: dict) -> Classifier:
     model = Classifier().eval()
     model.load_state_dict(state)
+    return model
+
+
+def val_loss(state: dict, ctx: Context) -> float:
+    """The grader's validation loss of Classifier weights `state`."""
     X, y = ctx.ref["val"]
     with torch.no_grad():
-        return F.cross_entropy(model(X), y).item()
+        return F.cross_entropy(_classifier(state)(X), y).item()
+
+
+def test_accuracy(state: dict, ctx: Context) -> float:
+    """The grader's test accuracy (a fraction) of Classifier weights `state`."""
+    X, y = ctx.ref["test"]
+    with torch.no_grad():
+        return (_classifier(state)(X).argmax(dim=1) == y).float().mean().item()
 
 
 def _history(data: dict) -> dict:
@@ -631,25 +371,21 @@ def verdict_best_saved(data: dict, ctx: Context) -> None:
     expect(error != "missing", "best_model.pth was not written: torch.save(model.state_dict(), best_path)")
     expect(not error, f"best_model.pth is not a state_dict ({error[:40]}): save model.state_dict(), not the whole model")
     saved = _classifier_state(data.get("saved"), "the contents of best_model.pth")
-    expect(abs(_val_loss(saved, ctx) - best) <= BEST_RTOL * max(1.0, best),
+    expect(abs(val_loss(saved, ctx) - best) <= BEST_RTOL * max(1.0, best),
            "best_model.pth does not hold the weights of the epoch with the lowest validation loss")
 
 
 def verdict_restored(data: dict, ctx: Context) -> None:
     best = float(_history(data)["val_loss"].min())
     state = _classifier_state(data.get("state"), "model.state_dict()")
-    expect(abs(_val_loss(state, ctx) - best) <= BEST_RTOL * max(1.0, best),
+    expect(abs(val_loss(state, ctx) - best) <= BEST_RTOL * max(1.0, best),
            "after train_model the model does not hold the best epoch's weights: snapshot them with "
            "{k: v.detach().clone() ...} (state_dict().copy() is shallow) and load them at the end")
 
 
 def verdict_accuracy(data: dict, ctx: Context) -> None:
     state = _classifier_state(data.get("state"), "model.state_dict()")
-    model = Classifier().eval()
-    model.load_state_dict(state)
-    X, y = ctx.ref["test"]
-    with torch.no_grad():
-        accuracy = (model(X).argmax(dim=1) == y).float().mean().item()
+    accuracy = test_accuracy(state, ctx)
     minimum = ctx.thresholds["min_test_accuracy"]
     expect(accuracy >= minimum, f"the grader measured {100 * accuracy:.1f}% test accuracy with your model's "
                                 f"weights; at least {100 * minimum:.0f}% is required")
@@ -662,28 +398,6 @@ def verdict_train_model_device(data: dict, ctx: Context) -> None:
 
 
 # -- q10: focal loss ------------------------------------------------------------------------------
-FOCAL_PROBE = """
-import torch
-fl = get("focal_loss")
-values, grads, dims = [], [], []
-for gamma in inputs["gammas"]:
-    z = inputs["logits"].clone().requires_grad_(True)
-    value = fl(z, inputs["targets"], gamma=float(gamma))
-    value.backward()
-    values.append(value.detach())
-    dims.append(value.dim())
-    grads.append(z.grad.detach().clone())
-z = inputs["big_logits"].clone().requires_grad_(True)
-big = fl(z, inputs["big_targets"], gamma=2.0)
-big.backward()
-small = inputs["small_logits"].clone().requires_grad_(True)
-try:
-    ok = bool(torch.autograd.gradcheck(lambda s: fl(s, inputs["small_targets"], gamma=1.5), (small,)))
-    gc_error = ""
-except Exception as exc:
-    ok, gc_error = False, type(exc).__name__ + ": " + str(exc)[:200]
-export(values=values, grads=grads, dims=dims, big_dim=big.dim(), big=big.detach(), big_grad=z.grad.detach().clone(), gradcheck=ok, gc_error=gc_error)
-"""
 
 
 def inputs_focal(ctx: Context) -> dict:
@@ -712,7 +426,7 @@ def _scalar(value, name: str, dtype: str) -> float:
     return float(values.reshape(()))
 
 
-def _focal_truth(logits, targets, gamma):
+def focal_truth(logits, targets, gamma):
     z = logits.detach().double().clone().requires_grad_(True)
     value = focal_loss(z, targets, gamma)
     value.backward()
@@ -728,7 +442,7 @@ def verdict_focal(data: dict, ctx: Context) -> None:
     for gamma, value, grad in zip(inp["gammas"], values, grads):
         v = _scalar(value, "focal_loss(...)", "torch.float64")
         g = array(grad, "the gradient", shape=(64, 5))
-        ref_v, ref_g = _focal_truth(inp["logits"], inp["targets"], gamma)
+        ref_v, ref_g = focal_truth(inp["logits"], inp["targets"], gamma)
         expect(abs(float(v) - ref_v) <= FOCAL_RTOL * abs(ref_v),
                f"focal_loss with gamma={gamma:g} gives the wrong value: the mean over the batch of "
                "-(1 - p_t)**gamma * log(p_t)")
@@ -743,7 +457,7 @@ def verdict_focal_stable(data: dict, ctx: Context) -> None:
     grad = array(data.get("big_grad"), "its gradient", shape=(32, 4))
     expect(bool(np.isfinite(big)) and bool(np.all(np.isfinite(grad))),
            "focal_loss is inf or NaN for logits around +-100: use F.log_softmax, not log(softmax(...))")
-    ref_v, ref_g = _focal_truth(inp["big_logits"], inp["big_targets"], 2.0)
+    ref_v, ref_g = focal_truth(inp["big_logits"], inp["big_targets"], 2.0)
     expect(abs(float(big) - ref_v) <= FOCAL_RTOL_F32 * abs(ref_v) + 1e-6
            and np.allclose(grad, ref_g, rtol=FOCAL_RTOL_F32, atol=1e-5),
            "focal_loss on large float32 logits is inaccurate: take log p_t from F.log_softmax and p_t = exp(log p_t)")
@@ -752,100 +466,39 @@ def verdict_focal_stable(data: dict, ctx: Context) -> None:
 
 
 CHECKS = [
-    Check("q1", "XORDataset and SpiralDataset items", DATASETS_PROBE, verdict_datasets, inputs=inputs_batch_size),
-    Check("q1", "number of batches a DataLoader gives", DATASETS_PROBE, verdict_batches, inputs=inputs_batch_size),
-    Check("q2", "rosenbrock and optimize_with on a fresh starting point", OPTIMIZERS_PROBE, verdict_rosenbrock,
+    Check("q1", "XORDataset and SpiralDataset items", probes.datasets, verdict_datasets, inputs=inputs_batch_size),
+    Check("q1", "number of batches a DataLoader gives", probes.datasets, verdict_batches, inputs=inputs_batch_size),
+    Check("q2", "rosenbrock and optimize_with on a fresh starting point", probes.optimizer_runs, verdict_rosenbrock,
           inputs=inputs_start),
-    Check("q2", "the optimizer comparison figure", OPTIMIZERS_PROBE, verdict_opt_figure, inputs=inputs_start),
-    Check("q4", "a state_dict round trip gives the same model", ROUNDTRIP_PROBE, verdict_roundtrip,
+    Check("q2", "the optimizer comparison figure", probes.optimizer_runs, verdict_opt_figure, inputs=inputs_start),
+    Check("q4", "a state_dict round trip gives the same model", probes.roundtrip, verdict_roundtrip,
           inputs=inputs_x10),
-    Check("q4", "whole-model loading fails with weights_only=True", ROUNDTRIP_PROBE, verdict_full_model,
+    Check("q4", "whole-model loading fails with weights_only=True", probes.roundtrip, verdict_full_model,
           inputs=inputs_x10),
-    Check("q6", "resuming from a checkpoint continues training exactly", CHECKPOINT_PROBE, verdict_checkpoint,
+    Check("q6", "resuming from a checkpoint continues training exactly", probes.checkpoint_resume, verdict_checkpoint,
           inputs=inputs_checkpoint, hint="a checkpoint needs model.state_dict() and optimizer.state_dict()"),
-    Check("q7", "train_epoch on fresh data and weights", TRAIN_EPOCH_PROBE, verdict_train_epoch,
+    Check("q7", "train_epoch on fresh data and weights", probes.train_epoch_run, verdict_train_epoch,
           inputs=inputs_train_epoch),
-    Check("q7", "validate on fresh data and weights", VALIDATE_PROBE, verdict_validate, inputs=inputs_validate),
+    Check("q7", "validate on fresh data and weights", probes.validate_run, verdict_validate, inputs=inputs_validate),
     Check("q8", "train_epoch and validate honour their device argument (and run on a GPU when present)",
-          DEVICE_PROBE, verdict_device_meta, inputs=inputs_train_epoch),
-    Check("q8", "pick_device() chooses cuda exactly when torch.cuda.is_available()", DEVICE_CHOICE_PROBE,
+          probes.epoch_devices, verdict_device_meta, inputs=inputs_train_epoch),
+    Check("q8", "pick_device() chooses cuda exactly when torch.cuda.is_available()", device_choice,
           verdict_device_choice, hint="do not hard-code the device: test torch.cuda.is_available() inside pick_device()"),
-    Check("q9", "the model's parameter count", PIPELINE_PROBE, verdict_param_count),
-    Check("q9", "history and early stopping", PIPELINE_PROBE, verdict_history),
-    Check("q9", "the best weights are saved to best_model.pth", PIPELINE_PROBE, verdict_best_saved),
-    Check("q9", "the best weights are restored", PIPELINE_PROBE, verdict_restored),
-    Check("q9", "test accuracy measured by the grader from your weights", PIPELINE_PROBE, verdict_accuracy),
-    Check("q9", "train_model passes its device on", TRAIN_MODEL_DEVICE_PROBE, verdict_train_model_device),
-    Check("q10", "focal loss values and gradients in float64", FOCAL_PROBE, verdict_focal, inputs=inputs_focal),
-    Check("q10", "focal loss is stable for large logits and passes gradcheck", FOCAL_PROBE, verdict_focal_stable,
+    Check("q9", "the model's parameter count", probes.pipeline, verdict_param_count),
+    Check("q9", "history and early stopping", probes.pipeline, verdict_history),
+    Check("q9", "the best weights are saved to best_model.pth", probes.pipeline, verdict_best_saved),
+    Check("q9", "the best weights are restored", probes.pipeline, verdict_restored),
+    Check("q9", "test accuracy measured by the grader from your weights", probes.pipeline, verdict_accuracy),
+    Check("q9", "train_model passes its device on", probes.train_model_devices, verdict_train_model_device),
+    Check("q10", "focal loss values and gradients in float64", probes.focal, verdict_focal, inputs=inputs_focal),
+    Check("q10", "focal loss is stable for large logits and passes gradcheck", probes.focal, verdict_focal_stable,
           inputs=inputs_focal),
 ]
 
 
 # Hand-offs: once a question is graded, what its prompt fully specifies replaces the student's
 # answer, so one mistake costs only that question's points.
-DATASETS_SOURCE = '''
-class XORDataset(Dataset):
-    def __init__(self, path=DATA_ROOT / "xor.csv"):
-        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float32)
-        self.X = torch.from_numpy(table[:, :2].copy())
-        self.y = torch.from_numpy(table[:, 2:3].copy())
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, idx):
-        return self.X[idx], self.y[idx]
-
-
-class SpiralDataset(Dataset):
-    def __init__(self, split, path=DATA_ROOT / "spiral.csv"):
-        table = np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
-        rows = table[table["split"] == split]
-        self.X = torch.tensor(np.stack([rows["x1"], rows["x2"]], axis=1), dtype=torch.float32)
-        self.y = torch.tensor(rows["label"].astype(np.int64))
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, idx):
-        return self.X[idx], self.y[idx]
-'''
-EPOCH_FUNCTIONS_SOURCE = '''
-def train_epoch(model, dataloader, criterion, optimizer, device):
-    model.train()
-    total_loss = 0.0
-    for X_batch, y_batch in dataloader:
-        X_batch, y_batch = X_batch.to(device), y_batch.to(device)
-        y_pred = model(X_batch)
-        loss = criterion(y_pred, y_batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.item()
-    return total_loss / len(dataloader)
-
-
-def validate(model, dataloader, criterion, device):
-    model.eval()
-    total_loss, correct, total = 0.0, 0, 0
-    with torch.no_grad():
-        for X_batch, y_batch in dataloader:
-            X_batch, y_batch = X_batch.to(device), y_batch.to(device)
-            y_pred = model(X_batch)
-            total_loss += criterion(y_pred, y_batch).item()
-            correct += (y_pred.argmax(dim=1) == y_batch).sum().item()
-            total += y_batch.size(0)
-    return total_loss / len(dataloader), correct / total
-
-
-def pick_device():
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-device = pick_device()
-'''
 HANDOFFS = {
-    "q1": Handoff(source=DATASETS_SOURCE),
-    "q8": Handoff(source=EPOCH_FUNCTIONS_SOURCE),
+    "q1": Handoff(install=(XORDataset, SpiralDataset)),
+    "q8": Handoff(install=(train_epoch, validate, pick_device), run=probes.set_device),
 }
