@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from .config import DEFAULT_CONFIG, REPO_ROOT, ConfigError, load_config
+from .results import ResultFileError
 
 
 def _config(args) -> "GradingConfig":  # noqa: F821 - imported lazily for a fast --help
@@ -49,20 +50,20 @@ def _self_check(aid: str, config, solution: Path) -> None:
     from .build import BuildError
     from .grade import grade_one, make_job
     from .isolation import prepared_host
+    from .results import Status
     from .submissions import Submission
 
     job = make_job(aid, config, jobs=1)
     # The solution is trusted: it may run unisolated, but sees the data as student code would.
     with prepared_host(job.layers, REPO_ROOT, job.data_dir, [], allow_unisolated=True) as data_dir:
-        result = grade_one(dataclasses.replace(job, data_dir=data_dir), Submission(solution, f"{aid} solution"))
-    if result["status"] != "ok" or result["total"] != result["max_total"]:
-        failing = [f"{q}: {row['feedback']}" for q, row in result["questions"].items()
-                   if not row["manual"] and row["points"] != row["max_points"]]
+        result = grade_one(dataclasses.replace(job, data_dir=data_dir), Submission(solution, f"{aid} solution")).result
+    if result.status != Status.OK or result.total != result.max_total:
+        failing = [f"{q}: {row.feedback}" for q, row in result.questions.items() if not row.manual and not row.full]
         raise BuildError(f"{aid}: the solution does not pass its hidden checks "
-                         f"({result['total']:g}/{result['max_total']:g}, status {result['status']} "
-                         f"{result['message']}):\n  " + "\n  ".join(failing))
-    print(f"{aid}: solution scores {result['total']:g}/{result['max_total']:g} in the sandbox "
-          f"({result['seconds']:.1f} s, layers: {', '.join(result['sandbox'])})")
+                         f"({result.total:g}/{result.max_total:g}, status {result.status} "
+                         f"{result.message}):\n  " + "\n  ".join(failing))
+    print(f"{aid}: solution scores {result.total:g}/{result.max_total:g} in the sandbox "
+          f"({result.seconds:.1f} s, layers: {', '.join(result.sandbox)})")
 
 
 def cmd_build(args) -> int:
@@ -137,7 +138,7 @@ def cmd_grade(args) -> int:
               file=sys.stderr)
     counts = {}
     for result in results:
-        counts[result["status"]] = counts.get(result["status"], 0) + 1
+        counts[result.status] = counts.get(result.status, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"wrote {out / 'grades.csv'} and {len(results)} result file(s) in {out / 'results'} ({summary})")
     return 0 if len(results) == len(submissions) else 1
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ResultFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -27,7 +27,7 @@ from . import shipping, wire
 from .config import REPO_ROOT, GradingConfig
 from .data import declared_sums
 from .plan import build_plan
-from .results import ResultStore, Status, question_row
+from .results import CheckOutcome, QuestionResult, ResultStore, Status, SubmissionResult
 from .isolation import Layers, detect_layers, prepared_host
 from .sandbox import Sandbox, SandboxDied, SandboxTimeout, close_all
 from .submissions import InvalidSubmission, Submission, assignment_name, parse_notebook, read_notebook
@@ -110,31 +110,28 @@ class Execution:
     message: str = ""
 
 
-def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> dict:
-    """Grade one submission and return its result record (never raises for bad submissions)."""
+@dataclass(frozen=True)
+class Graded:
+    """A submission's result, and the probe data `grade --reuse` keeps beside it (None when nothing ran)."""
+
+    result: SubmissionResult
+    probes: dict | None = None
+
+
+def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> Graded:
+    """Grade one submission: read, plan, run, record (never raises for bad submissions)."""
     started = time.monotonic()
-    result = {
-        "submission": submission.name,
-        "assignment": job.aid,
-        "fingerprint": job.fingerprint(),
-        "sandbox": job.layers.names,
-        "status": Status.OK,
-        "message": "",
-        "notes": [],
-        "cell_errors": [],
-    }
-    if submission.student:
-        result["student"] = submission.student
+    header = dict(submission=submission.name, assignment=job.aid, fingerprint=job.fingerprint(),
+                  sandbox=tuple(job.layers.names), student=submission.student)
     try:
-        notebook, result["sha256"] = read_submission(job, submission)
+        notebook, sha = read_submission(job, submission)
     except InvalidSubmission as exc:
-        result.update(status=Status.INVALID, message=str(exc))
-        result["questions"] = {q: question_row(job.assignment.questions[q], [], "not graded: invalid submission")
-                               for q in job.assignment.questions}
-        return _finish(result, job.assignment, started)
+        questions = {q: QuestionResult.scored(question, [], "not graded: invalid submission")
+                     for q, question in job.assignment.questions.items()}
+        return Graded(_finish(questions, job.assignment, started, status=Status.INVALID, message=str(exc), **header))
     planned = plan_submission(job, notebook)
     execution = run_plan(job, planned, slot)
-    return record(job, result, planned, execution, started)
+    return record(job, {**header, "sha256": sha}, planned, execution, started)
 
 
 def read_submission(job: GradingJob, submission: Submission) -> tuple[dict, str]:
@@ -237,21 +234,18 @@ def handoff_request(handoff: checks_api.Handoff, ref) -> dict:
             "run": shipping.ship(handoff.run) if handoff.run else None}
 
 
-def record(job: GradingJob, result: dict, planned: Planned, execution: Execution, started: float) -> dict:
-    """Compute every verdict in this process and complete the result record."""
-    result["notes"].extend(planned.notes)
-    result["cell_errors"] = execution.cell_errors
-    if execution.status != Status.OK:
-        result.update(status=execution.status, message=execution.message)
-    result["questions"] = _verdicts(planned.suite, job.assignment, execution.replies, execution.contexts,
-                                    result["status"])
+def record(job: GradingJob, header: dict, planned: Planned, execution: Execution, started: float) -> Graded:
+    """Compute every verdict in this process; `header` names the submission (see `grade_one`)."""
+    questions = _verdicts(planned.suite, job.assignment, execution.replies, execution.contexts, execution.status)
     # Kept so `grade --reuse` can recompute verdicts after a config change without executing anything.
-    result["probe_signatures"] = {f"{check.question}.{n}": probe_signature(check)
-                                  for q in job.assignment.questions
-                                  for n, check in enumerate(planned.suite.for_question(q))}
-    result["_probes"] = {key: {"reply": reply, "inputs": wire.encode(execution.contexts[_split(key)].inputs)}
-                         for key, reply in execution.replies.items()}
-    return _finish(result, job.assignment, started)
+    signatures = {f"{check.question}.{n}": probe_signature(check)
+                  for q in job.assignment.questions for n, check in enumerate(planned.suite.for_question(q))}
+    probes = {key: {"reply": reply, "inputs": wire.encode(execution.contexts[_split(key)].inputs)}
+              for key, reply in execution.replies.items()}
+    result = _finish(questions, job.assignment, started, status=execution.status, message=execution.message,
+                     notes=planned.notes, cell_errors=tuple(execution.cell_errors), probe_signatures=signatures,
+                     **header)
+    return Graded(result, probes)
 
 
 def _split(key: str) -> tuple[str, int]:
@@ -275,7 +269,7 @@ def probe_signature(check) -> str:
     return f"{check.question}:{shipping.signature(check.probe, check.inputs)}"
 
 
-def regrade_from_probes(job: GradingJob, previous: dict, probes: dict) -> dict | None:
+def regrade_from_probes(job: GradingJob, previous: SubmissionResult, probes: dict, cells: list[str]) -> Graded | None:
     """Recompute every verdict from stored probe data under the current grading.yml.
 
     Returns None when a check needs data that was never probed (a new or changed check): the
@@ -285,23 +279,22 @@ def regrade_from_probes(job: GradingJob, previous: dict, probes: dict) -> dict |
     assignment = job.assignment
     suite = checks_api.load_checks(job.aid, assignment)
     ref = checks_api.reference_for(job.aid, assignment)
-    stored = previous.get("probe_signatures", {})
     contexts, probed = {}, {}
     for qid in assignment.questions:
         for number, check in enumerate(suite.for_question(qid)):
             key = f"{qid}.{number}"
-            if stored.get(key) != probe_signature(check):
+            if previous.probe_signatures.get(key) != probe_signature(check):
                 return None
             if key in probes:
-                ctx = check_context(assignment, job.config.defaults.seed, check, ref, previous.get("_cells", []))
+                ctx = check_context(assignment, job.config.defaults.seed, check, ref, cells)
                 ctx.inputs = _decoded_inputs(probes[key]["inputs"])
                 contexts[(qid, number)], probed[key] = ctx, probes[key]["reply"]
-    result = {k: v for k, v in previous.items() if k not in ("questions", "total", "max_total", "seconds", "_cells")}
-    result["fingerprint"] = job.fingerprint()
-    result["questions"] = _verdicts(suite, assignment, probed, contexts, previous["status"])
-    result["_probes"] = probes
-    result["reused_probes"] = True
-    return _finish(result, assignment, started)
+    questions = _verdicts(suite, assignment, probed, contexts, previous.status)
+    kept = {name: getattr(previous, name) for name in
+            ("submission", "assignment", "sandbox", "sha256", "student", "cell_errors", "probe_signatures")}
+    result = _finish(questions, assignment, started, status=previous.status, message=previous.message,
+                     notes=previous.notes, fingerprint=job.fingerprint(), reused_probes=True, **kept)
+    return Graded(result, probes)
 
 
 def _decoded_inputs(encoded) -> dict:
@@ -320,54 +313,45 @@ def _decoded_inputs(encoded) -> dict:
     return native(wire.decode(encoded)) if encoded else {}
 
 
-def _verdicts(suite, assignment, probed: dict, contexts: dict, status: str) -> dict:
+def _verdicts(suite, assignment, probed: dict, contexts: dict, status: str) -> dict[str, QuestionResult]:
     rows = {}
     for qid, question in assignment.questions.items():
         outcomes = []
         for number, check in enumerate(suite.for_question(qid)):
             reply = probed.get(f"{qid}.{number}")
             outcomes.append(verdict_outcome(check, reply, contexts.get((qid, number)), status))
-        rows[qid] = question_row(question, outcomes, "")
+        rows[qid] = QuestionResult.scored(question, outcomes)
     return rows
 
 
-def verdict_outcome(check, reply: dict | None, ctx, status: str) -> dict:
+def verdict_outcome(check, reply: dict | None, ctx, status: str) -> CheckOutcome:
     """One check's outcome from its probe reply: passed, or the message (and hint) saying why not."""
-    outcome = {"description": check.description, "passed": False, "message": ""}
     if reply is None:
-        outcome["message"] = ("not reached: the notebook stopped before this question"
-                              if status != Status.OK else "not checked")
-        return outcome
+        return CheckOutcome(check.description, False, "not reached: the notebook stopped before this question"
+                            if status != Status.OK else "not checked")
     if not reply.get("ok"):
-        outcome["message"] = f"could not inspect your answer: {str(reply.get('error', ''))[:300]}"
-        return _with_hint(outcome, check)
+        message = f"could not inspect your answer: {str(reply.get('error', ''))[:300]}"
+        return CheckOutcome(check.description, False, message, check.hint)
     try:
         data = wire.decode(reply.get("data"))
         if not isinstance(data, dict):
             raise checks_api.Fail("the probe exported no data")
         check.verdict(data, ctx)
-        outcome["passed"] = True
+        return CheckOutcome(check.description, True)
     except checks_api.Fail as exc:
-        outcome["message"] = str(exc)
+        message = str(exc)
     except Exception as exc:  # noqa: BLE001 - hostile data must fail the check, not the grader
-        outcome["message"] = f"your answer has an unexpected form ({type(exc).__name__})"
-    return _with_hint(outcome, check) if not outcome["passed"] else outcome
+        message = f"your answer has an unexpected form ({type(exc).__name__})"
+    return CheckOutcome(check.description, False, message, check.hint)
 
 
-def _with_hint(outcome: dict, check) -> dict:
-    if check.hint:
-        outcome["hint"] = check.hint
-    return outcome
-
-
-def _finish(result: dict, assignment, started: float) -> dict:
-    rows = result["questions"]
-    result["total"] = round(sum(r["points"] or 0 for r in rows.values()), 4)
-    result["max_total"] = assignment.max_points
-    result["seconds"] = round(time.monotonic() - started, 2)
-    if result["status"] == Status.OK and result["notes"]:
-        result["message"] = "; ".join(result["notes"])[:500]
-    return result
+def _finish(questions: dict[str, QuestionResult], assignment, started: float, /, *, status: Status, message: str = "",
+            notes=(), **fields) -> SubmissionResult:
+    """The result, totalled; a clean run's notes (edited locked cells, ...) become its message."""
+    if status == Status.OK and notes:
+        message = "; ".join(notes)[:500]
+    return SubmissionResult.totalled(questions, assignment.max_points, status=status, message=message,
+                                     notes=tuple(notes), seconds=round(time.monotonic() - started, 2), **fields)
 
 
 class Progress:
@@ -378,16 +362,16 @@ class Progress:
         self.started = time.monotonic()
         self.lock = threading.Lock()
 
-    def update(self, result: dict, reused: bool = False) -> None:
+    def update(self, result: SubmissionResult, reused: bool = False) -> None:
         with self.lock:
             self.done += 1
             elapsed = time.monotonic() - self.started
             eta = elapsed / self.done * (self.total - self.done)
             width = len(str(self.total))
             bar = "#" * int(20 * self.done / self.total)
-            how = "reused" if reused else f"{result.get('seconds', 0):.1f} s"
-            print(f"[{bar:<20}] {self.done:>{width}}/{self.total} {result['submission']}: {result['status']} "
-                  f"{result['total']:g}/{result['max_total']:g} ({how}; ETA {eta:.0f} s)",
+            how = "reused" if reused else f"{result.seconds:.1f} s"
+            print(f"[{bar:<20}] {self.done:>{width}}/{self.total} {result.submission}: {result.status} "
+                  f"{result.total:g}/{result.max_total:g} ({how}; ETA {eta:.0f} s)",
                   file=self.stream, flush=True)
 
 
@@ -406,7 +390,7 @@ def free_space_problem(out: Path, minimum_mb: int) -> str:
 
 
 def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force: bool = False,
-                progress: bool = True, reuse: bool = False) -> list[dict]:
+                progress: bool = True, reuse: bool = False) -> list[SubmissionResult]:
     """Grade every submission (in parallel), writing each result as soon as it is done.
 
     Raises `isolation.Unisolated` before grading anything when no sandbox layer isolates the
@@ -425,7 +409,7 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
 
 
 def _grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force: bool,
-                 progress: bool, reuse: bool) -> list[dict]:
+                 progress: bool, reuse: bool) -> list[SubmissionResult]:
     store = ResultStore(out, job.assignment)
     meter = Progress(len(submissions)) if progress and submissions else None
     slots: queue.Queue[int] = queue.Queue()
@@ -435,7 +419,8 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], out: Path, forc
     stopping = threading.Event()  # set on Ctrl-C: results of killed runs must not be saved
     disk_full: list[str] = []     # set when free disk ran low: no new submission starts
 
-    def work(submission: Submission) -> dict:
+    def work(submission: Submission) -> SubmissionResult | None:
+        """The submission's result; None when it was not started (Ctrl-C, or too little disk)."""
         previous = None if force else store.reusable(submission, fingerprint)
         if previous is not None:
             if meter:
@@ -445,34 +430,34 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], out: Path, forc
             stored = store.stored(submission)
             regraded = regrade_from_probes(job, *stored) if stored else None
             if regraded is not None:
-                store.write(submission, regraded)
+                store.write(submission, regraded.result, regraded.probes)
                 if meter:
-                    meter.update(regraded, reused=True)
-                return regraded
+                    meter.update(regraded.result, reused=True)
+                return regraded.result
         slot = slots.get()
         if stopping.is_set() or disk_full:
             slots.put(slot)
-            return {}
+            return None
         problem = free_space_problem(out, job.config.defaults.min_free_disk_mb)
         if problem:
             disk_full.append(problem)
             slots.put(slot)
-            return {}
+            return None
         try:
-            result = grade_one(job, submission, slot)
+            graded = grade_one(job, submission, slot)
         except Exception as exc:  # noqa: BLE001 - one broken submission never stops a batch
-            result = {"submission": submission.name, "assignment": job.aid, "status": Status.ERROR,
-                      "message": f"grader error: {type(exc).__name__}: {exc}", "questions": {},
-                      "total": 0, "max_total": job.assignment.max_points, "fingerprint": fingerprint,
-                      "notes": [], "cell_errors": [], "sandbox": job.layers.names}
+            graded = Graded(SubmissionResult(
+                submission=submission.name, assignment=job.aid, status=Status.ERROR, total=0,
+                max_total=job.assignment.max_points, message=f"grader error: {type(exc).__name__}: {exc}",
+                fingerprint=fingerprint, sandbox=tuple(job.layers.names), student=submission.student))
         finally:
             slots.put(slot)
         if stopping.is_set():
-            return result  # killed by the interrupt, not graded: a rerun grades it
-        store.write(submission, result)
+            return graded.result  # killed by the interrupt, not graded: a rerun grades it
+        store.write(submission, graded.result, graded.probes)
         if meter:
-            meter.update(result)
-        return result
+            meter.update(graded.result)
+        return graded.result
 
     pool = ThreadPoolExecutor(max_workers=job.jobs)
     try:
@@ -484,14 +469,14 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], out: Path, forc
         close_all()
         raise
     pool.shutdown()
+    graded = [r for r in results if r is not None]
     if disk_full:
-        graded = [r for r in results if r]
         if graded:
             store.write_csv(graded)
         raise DiskFull(f"{disk_full[0]}: stopped after {len(graded)} of {len(submissions)} submission(s); "
                        "their results are kept. Free some space and run the same command again: it resumes")
-    store.write_csv(results)
-    return results
+    store.write_csv(graded)
+    return graded
 
 
 def make_job(aid: str, config: GradingConfig, jobs: int | None = None, use_bwrap: bool = True,

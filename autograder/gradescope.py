@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .build import ZIP_EPOCH
 from .config import REPO_ROOT, GradingConfig
+from .results import SubmissionResult
 
 SETUP_SH = """#!/usr/bin/env bash
 # Runs once when Gradescope builds the autograder image.
@@ -78,23 +79,20 @@ def build_gradescope_zip(aid: str, config: GradingConfig, out: Path) -> Path:
     return target
 
 
-def results_json(result: dict, config: GradingConfig, aid: str) -> dict:
+def results_json(result: SubmissionResult, config: GradingConfig, aid: str) -> dict:
     """Gradescope's results.json for one graded submission: one test per question."""
     assignment = config.assignment(aid)
     tests = []
-    for number, (qid, row) in enumerate(result.get("questions", {}).items(), start=1):
-        question = assignment.questions[qid]
-        if row["manual"]:
+    for number, (qid, row) in enumerate(result.questions.items(), start=1):
+        if row.manual:
             continue  # graded by hand in Gradescope's own rubric
-        lines = [f"{c['description']}: {'passed' if c['passed'] else 'failed. ' + c['message']}"
-                 + (f" (what to try: {c['hint']})" if not c['passed'] and c.get("hint") else "")
-                 for c in row.get("checks", [])]
-        tests.append({"name": qid, "number": str(number), "score": row["points"] or 0.0,
-                      "max_score": row["max_points"], "visibility": question.visibility,
-                      "status": "passed" if row["points"] == row["max_points"] else "failed",
-                      "output": "\n".join(lines) or row.get("feedback", "")})
-    output = f"Status: {result['status']}." + (f" {result['message']}" if result.get("message") else "")
-    return {"score": result["total"], "output": output, "visibility": "visible", "stdout_visibility": "hidden",
+        lines = [f"{c.description}: {'passed' if c.passed else 'failed. ' + c.message}"
+                 + (f" (what to try: {c.hint})" if not c.passed and c.hint else "") for c in row.checks]
+        tests.append({"name": qid, "number": str(number), "score": row.points or 0.0,
+                      "max_score": row.max_points, "visibility": assignment.questions[qid].visibility,
+                      "status": "passed" if row.full else "failed", "output": "\n".join(lines) or row.feedback})
+    output = f"Status: {result.status}." + (f" {result.message}" if result.message else "")
+    return {"score": result.total, "output": output, "visibility": "visible", "stdout_visibility": "hidden",
             "tests": tests}
 
 

@@ -23,12 +23,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .config import GradingConfig  # noqa: E402
-from .results import atomic_write  # noqa: E402
-
-STATUSES = ("ok", "timeout", "error", "invalid")
+from .results import ResultFileError, Status, SubmissionResult, atomic_write  # noqa: E402
 
 
-def load_results(dirs: list[Path]) -> list[dict]:
+def load_results(dirs: list[Path]) -> list[SubmissionResult]:
     """Every per-submission result under the given results folders (each with results/*.json)."""
     results = []
     for folder in dirs:
@@ -36,12 +34,16 @@ def load_results(dirs: list[Path]) -> list[dict]:
         if not files:
             raise FileNotFoundError(f"{folder}: no results/*.json here; pass the --out folder of `grade`")
         for path in files:
-            results.append(json.loads(path.read_text(encoding="utf-8")))
+            try:
+                results.append(SubmissionResult.from_json(json.loads(path.read_text(encoding="utf-8"))))
+            except ValueError as exc:
+                raise ResultFileError(f"{path}: {exc}; regrade it with `python -m autograder grade ... --force`, "
+                                      "or move it out of the folder") from None
     return results
 
 
-def student_of(result: dict) -> str:
-    return result.get("student", {}).get("name") or result["submission"]
+def student_of(result: SubmissionResult) -> str:
+    return (result.student or {}).get("name") or result.submission
 
 
 def _png(fig) -> str:
@@ -98,34 +100,34 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, median, q3
 
 
-def item_analysis(results: list[dict]) -> list[dict]:
+def item_analysis(results: list[SubmissionResult]) -> list[dict]:
     """Per auto-graded question: mean points and the share of submissions with full points."""
-    by_question: dict[str, list[dict]] = defaultdict(list)
+    by_question: dict[str, list] = defaultdict(list)
     for result in results:
-        for qid, row in result.get("questions", {}).items():
-            if not row["manual"]:
+        for qid, row in result.questions.items():
+            if not row.manual:
                 by_question[qid].append(row)
     items = []
     for qid, rows in by_question.items():
-        maximum = rows[0]["max_points"]
-        points = [r["points"] or 0 for r in rows]
+        maximum = rows[0].max_points
+        points = [r.points or 0 for r in rows]
         items.append({"question": qid, "max_points": maximum, "n": len(rows),
                       "mean_points": statistics.fmean(points),
                       "pass_rate": sum(p == maximum for p in points) / len(rows)})
     return sorted(items, key=lambda item: (item["pass_rate"], item["question"]))
 
 
-def build_report(config: GradingConfig, results: list[dict], out: Path) -> Path:
+def build_report(config: GradingConfig, results: list[SubmissionResult], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    by_assignment: dict[str, list[dict]] = defaultdict(list)
+    by_assignment: dict[str, list[SubmissionResult]] = defaultdict(list)
     for result in results:
-        by_assignment[result["assignment"]].append(result)
+        by_assignment[result.assignment].append(result)
     order = [aid for aid in config.assignments if aid in by_assignment]
     sections, item_rows = [], []
     for aid in order:
         group = by_assignment[aid]
         assignment = config.assignment(aid)
-        totals = [r["total"] for r in group]
+        totals = [r.total for r in group]
         items = item_analysis(group)
         item_rows += [{"assignment": aid, **item} for item in items]
         sections.append(_section(aid, assignment.title, assignment.max_points, group, totals, items))
@@ -144,11 +146,11 @@ def _section(aid, title, max_total, group, totals, items) -> str:
     rows = "".join(f"<tr><td>{html.escape(i['question'])}</td><td>{i['mean_points']:.2f} / {i['max_points']:g}</td>"
                    f"<td>{100 * i['pass_rate']:.0f}%</td></tr>" for i in items)
     statuses = []
-    for status in STATUSES:
-        affected = sorted(r["submission"] for r in group if r["status"] == status)
-        listed = "" if status == "ok" or not affected else ": " + ", ".join(html.escape(a) for a in affected)
+    for status in Status:
+        affected = sorted(r.submission for r in group if r.status == status)
+        listed = "" if status == Status.OK or not affected else ": " + ", ".join(html.escape(a) for a in affected)
         statuses.append(f"<li><b>{status}</b> {len(affected)}{listed}</li>")
-    seconds = [r.get("seconds", 0.0) for r in group if r["status"] != "invalid"] or [0.0]
+    seconds = [r.seconds for r in group if r.status != Status.INVALID] or [0.0]
     return f"""
 <section id="{html.escape(aid)}">
 <h2>{html.escape(title)} <small>({html.escape(aid)})</small></h2>
@@ -169,8 +171,8 @@ def _gradebook(by_assignment: dict, order: list[str]) -> dict[str, dict]:
     for aid in order:
         for result in by_assignment[aid]:
             key = student_of(result)
-            entry = book.setdefault(key, {"identity": result.get("student", {"name": key})})
-            entry[aid] = result["total"]
+            entry = book.setdefault(key, {"identity": result.student or {"name": key}})
+            entry[aid] = result.total
     return dict(sorted(book.items()))
 
 
@@ -197,9 +199,9 @@ def _write_csvs(config, out: Path, gradebook: dict, order: list[str], item_rows:
             f"{r['pass_rate']:.4f}"] for r in item_rows])
 
 
-def _unisolated_warning(group: list[dict]) -> str:
+def _unisolated_warning(group: list[SubmissionResult]) -> str:
     """A warning naming every submission that was graded without filesystem isolation."""
-    names = sorted(r["submission"] for r in group if "unisolated" in r.get("sandbox", []))
+    names = sorted(r.submission for r in group if "unisolated" in r.sandbox)
     if not names:
         return ""
     return (f'<p class="warning"><b>Warning:</b> {len(names)} submission(s) were graded without filesystem '

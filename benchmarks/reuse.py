@@ -10,6 +10,7 @@ execute a notebook during it fails the run; the output counts the results not ta
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -25,7 +26,7 @@ import yaml  # noqa: E402
 from autograder import grade as grade_module  # noqa: E402
 from autograder.config import DEFAULT_CONFIG, GradingConfig  # noqa: E402
 from autograder.grade import grade_batch, make_job  # noqa: E402
-from autograder.results import safe_name  # noqa: E402
+from autograder.results import Status, safe_name  # noqa: E402
 from autograder.submissions import discover  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nn4e-reuse-") as tmp:
         tmp = Path(tmp)
         originals = discover([ROOT / "tests" / "submissions" / aid])
-        graded = {r["submission"]: r for r in grade_batch(make_job(aid, config), originals, tmp / "seed", progress=False)}
+        graded = {r.submission: r for r in grade_batch(make_job(aid, config), originals, tmp / "seed", progress=False)}
         class_dir, out = tmp / "class", tmp / "out"
         class_dir.mkdir()
         (out / "results").mkdir(parents=True)
@@ -52,8 +53,9 @@ def main() -> None:
             raw_bytes = json.dumps(notebook).encode()
             name = f"{i:04d}-{source.name}"
             (class_dir / name).write_bytes(raw_bytes)
-            result = dict(graded[source.name], submission=name, sha256=hashlib.sha256(raw_bytes).hexdigest())
-            (out / "results" / f"{safe_name(name)}.json").write_text(json.dumps(result))
+            result = dataclasses.replace(graded[source.name], submission=name,
+                                         sha256=hashlib.sha256(raw_bytes).hexdigest())
+            (out / "results" / f"{safe_name(name)}.json").write_text(json.dumps(result.to_json()))
             probes = (tmp / "seed" / "probes" / f"{safe_name(source.name)}.json").read_bytes()
             (out / "probes" / f"{safe_name(name)}.json").write_bytes(probes)
 
@@ -70,7 +72,7 @@ def main() -> None:
         start = time.monotonic()
         results = grade_batch(make_job(aid, changed), discover([class_dir]), out, progress=False, reuse=True)
         seconds = time.monotonic() - start
-    executed = [r["submission"] for r in results if not r.get("reused_probes") and r["status"] != "invalid"]
+    executed = [r.submission for r in results if not r.reused_probes and r.status != Status.INVALID]
     print(json.dumps({"assignment": aid, "n": args.n, "changed": f"{first} -> {thresholds[first]:g}",
                       "seconds": round(seconds, 2), "executed": len(executed)}))
 

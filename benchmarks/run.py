@@ -53,15 +53,15 @@ def distinct_copies(aid: str, n: int, folder: Path) -> list[Path]:
     return paths
 
 
-def time_ours(aid: str, config, folder: Path, jobs: int, out: Path) -> tuple[float, list[dict]]:
+def time_ours(aid: str, config, folder: Path, jobs: int, out: Path) -> tuple[float, list]:
     job = make_job(aid, config, jobs=jobs)
     start = time.monotonic()
     results = grade_batch(job, discover([folder]), out, force=True, progress=False)
     return time.monotonic() - start, results
 
 
-def scores(results: list[dict]) -> dict:
-    return {r["submission"]: (r["status"], r["total"]) for r in results}
+def scores(results: list) -> dict:
+    return {r.submission: (str(r.status), r.total) for r in results}
 
 
 def time_otter(aid: str, paths: list[Path], work: Path) -> float:
@@ -129,7 +129,7 @@ def main() -> None:
             t1, results1 = time_ours(aid, config, folder, 1, work / aid / "ours-1")
             tn, results_n = time_ours(aid, config, folder, cores, work / aid / f"ours-{cores}")
             # Overhead is measured on the solution copies, like for like with the floor's solution run.
-            solution_seconds = [r["seconds"] for r in results1 if r["submission"].endswith("-solution.ipynb")]
+            solution_seconds = [r.seconds for r in results1 if r.submission.endswith("-solution.ipynb")]
             peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             otter_n = min(args.otter_n, len(paths))
             t_otter = time_otter(aid, paths[:otter_n], work / aid)

@@ -89,7 +89,7 @@ def outcome(aid: str, question: str, description: str, namespace: dict, cells: l
     ctx = check_context(assignment, load_config().defaults.seed, check, reference(aid), cells or [])
     if check.inputs is not None:
         ctx.inputs = check.inputs(ctx)
-    return verdict_outcome(check, probe(check, namespace, ctx), ctx, "ok")
+    return verdict_outcome(check, probe(check, namespace, ctx), ctx, "ok").to_json()
 
 
 def module(aid: str, name: str):

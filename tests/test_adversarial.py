@@ -160,7 +160,8 @@ def corpus(tmp_path_factory, raw_config):
     sandboxes_before = set(Path(tempfile.gettempdir()).glob(f"nn4e-sandbox-{os.getpid()}-*"))
     free = FreeSpace(Path(tempfile.gettempdir()))
     try:
-        results = grade_batch(make_job("spiral", config, jobs=2), discover([folder]), out, progress=False)
+        results = [r.to_json() for r in grade_batch(make_job("spiral", config, jobs=2), discover([folder]), out,
+                                                    progress=False)]
     finally:
         server.close()
         free.stop()
@@ -243,7 +244,7 @@ def test_canaries_fire_without_isolation(tmp_path, raw_config):
     job = dataclasses.replace(make_job("spiral", config_with(raw_config), jobs=2),
                               layers=Layers(off=("turned off for this test",)), allow_unisolated=True)
     try:
-        results = {Path(r["submission"]).stem: r for r in
+        results = {Path(r.submission).stem: r.to_json() for r in
                    grade_batch(job, discover([folder]), tmp_path / "out", progress=False)}
     finally:
         server.close()

@@ -30,7 +30,7 @@ def graded(tmp_path_factory, config):
             out = tmp_path_factory.mktemp(f"graded-{aid}")
             job = make_job(aid, config, jobs=2)
             results = grade_batch(job, discover([SUBMISSIONS / aid]), out, progress=False)
-            _GRADED[aid] = ({r["submission"]: r for r in results}, out)
+            _GRADED[aid] = ({r.submission: r.to_json() for r in results}, out)  # as results/*.json hold it
         return _GRADED[aid]
 
     return get
@@ -141,7 +141,8 @@ def test_byte_different_copies_get_identical_results(graded, config, tmp_path, a
     folder.mkdir()
     for name in (honest[0], mistake):
         _comment_changed(SUBMISSIONS / aid / name, folder / name)
-    copies = grade_batch(make_job(aid, config, jobs=2), discover([folder]), tmp_path / "out", progress=False)
+    copies = [r.to_json() for r in grade_batch(make_job(aid, config, jobs=2), discover([folder]), tmp_path / "out",
+                                               progress=False)]
     for copy in copies:
         original = results[copy["submission"]]
         assert copy["status"] == original["status"]

@@ -74,7 +74,7 @@ def test_device_choice_that_ignores_the_gpu_fails(faked_cuda, pick, said):
 
 
 def _check(question: str, description: str) -> Check:
-    return Check(question, description, "export()", lambda data, ctx: None)
+    return Check(question, description, dict, lambda data, ctx: None)
 
 
 def test_check_inputs_depend_on_the_seed_and_the_check_only():

@@ -39,7 +39,7 @@ def test_timeout_keeps_earlier_questions(tmp_path, raw_config):
     """Check that a cell past its limit gives status timeout, names the cell, and keeps q1-q3"""
     config = config_with(raw_config, **{"assignments.spiral.limits": {"cell_timeout_s": 30}})
     path = edited(tmp_path, "loop.ipynb", Q4_LINE, "    while True:\n        pass\n" + Q4_LINE)
-    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name))
+    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name)).result.to_json()
     assert result["status"] == "timeout"
     assert "`model.eval()`" in result["message"] and "30 s per-cell limit" in result["message"]
     points = {q: r["points"] for q, r in result["questions"].items() if not r["manual"]}
@@ -49,7 +49,7 @@ def test_timeout_keeps_earlier_questions(tmp_path, raw_config):
 def test_crash_keeps_earlier_questions(tmp_path, config):
     """Check that a process that kills itself gives status error and keeps the questions before it"""
     path = edited(tmp_path, "exit.ipynb", Q4_LINE, "    import os; os._exit(7)\n" + Q4_LINE)
-    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name))
+    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name)).result.to_json()
     assert result["status"] == "error" and "exited with code 7" in result["message"]
     assert result["total"] == 7
 
@@ -57,7 +57,7 @@ def test_crash_keeps_earlier_questions(tmp_path, config):
 def test_edited_constants_are_restored_and_flagged(tmp_path, config):
     """Check that lowering a threshold in the locked constants cell changes nothing but is flagged"""
     path = edited(tmp_path, "cheat.ipynb", "MIN_TEST_ACCURACY = 0.85", "MIN_TEST_ACCURACY = 0.0")
-    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name))
+    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name)).result.to_json()
     assert result["total"] == result["max_total"]
     assert any("edited; the grader relies on the released version" in note for note in result["notes"])
 
@@ -65,7 +65,7 @@ def test_edited_constants_are_restored_and_flagged(tmp_path, config):
 def test_deleted_check_cell_is_checked_at_the_end(tmp_path, config):
     """Check that a deleted grader.check cell still gets its question checked"""
     path = edited(tmp_path, "nocheck.ipynb", 'grader.check("q2")', "")
-    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name))
+    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name)).result.to_json()
     assert result["questions"]["q2"]["points"] == 2
     assert any("q2 was checked at the end" in note for note in result["notes"])
 
@@ -103,7 +103,7 @@ def test_rerun_resumes_and_force_regrades(tmp_path, config, monkeypatch):
     monkeypatch.setattr(grade_module, "grade_one", must_not_run)
     assert grade_batch(job, submissions, tmp_path, progress=False) == first
     forced = grade_batch(job, submissions, tmp_path, force=True, progress=False)
-    assert forced[0]["status"] == "error" and "re-executed" in forced[0]["message"]
+    assert forced[0].status == "error" and "re-executed" in forced[0].message
 
 
 def test_reuse_matches_a_full_regrade_after_a_config_change(tmp_path, raw_config, monkeypatch):
@@ -116,14 +116,15 @@ def test_reuse_matches_a_full_regrade_after_a_config_change(tmp_path, raw_config
     changed = config_with(raw_config, **{"assignments.spiral.thresholds": {"min_test_accuracy": 0.97,
                                                                            "max_best_val_loss": 0.45},
                                          "assignments.spiral.questions.q2": {"points": 5}})
-    full = grade_batch(make_job("spiral", changed, jobs=2), submissions, tmp_path / "full", progress=False)
+    full = [r.to_json() for r in grade_batch(make_job("spiral", changed, jobs=2), submissions, tmp_path / "full",
+                                             progress=False)]
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("executed a notebook during --reuse")
 
     monkeypatch.setattr(grade_module, "grade_one", must_not_run)
-    reused = grade_batch(make_job("spiral", changed, jobs=2), submissions, tmp_path / "out", progress=False,
-                         reuse=True)
+    reused = [r.to_json() for r in grade_batch(make_job("spiral", changed, jobs=2), submissions, tmp_path / "out",
+                                               progress=False, reuse=True)]
     as_points = lambda rs: {r["submission"]: {q: row["points"] for q, row in r["questions"].items()} for r in rs}  # noqa: E731
     assert as_points(reused) == as_points(full)
     spiral = changed.assignment("spiral")  # q3, which owns the accuracy threshold, now fails at 97%

@@ -44,11 +44,11 @@ def test_record_of_a_run_that_stopped_early(job):
     notebook, _ = read_submission(job, Submission(SOLUTION, SOLUTION.name))
     planned = plan_submission(job, notebook)
     execution = Execution(status=Status.TIMEOUT, message="cell 3 exceeded the 120 s per-cell limit")
-    result = record(job, {"status": Status.OK, "message": "", "notes": [], "cell_errors": []}, planned,
-                    execution, started=0.0)
-    assert result["status"] == Status.TIMEOUT and result["total"] == 0
-    assert result["message"] == execution.message
-    messages = {c["message"] for row in result["questions"].values() for c in row.get("checks", [])}
+    graded = record(job, {"submission": "solution.ipynb", "assignment": "spiral"}, planned, execution, started=0.0)
+    result = graded.result
+    assert result.status == Status.TIMEOUT and result.total == 0 and graded.probes == {}
+    assert result.message == execution.message
+    messages = {check.message for row in result.questions.values() for check in row.checks}
     assert messages == {"not reached: the notebook stopped before this question"}
 
 

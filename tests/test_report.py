@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
 import re
 import shutil
 import subprocess
@@ -10,19 +11,20 @@ import subprocess
 import pytest
 
 from autograder.report import build_report, item_analysis, load_results
-from autograder.results import ResultStore
+from autograder.results import ResultFileError, ResultStore, SubmissionResult
 from autograder.submissions import Submission
 
 
-def fake_result(aid: str, name: str, points: dict, status="ok", seconds=5.0, student=None) -> dict:
+def fake_result(aid: str, name: str, points: dict, status="ok", seconds=5.0, student=None,
+                sandbox=("process",)) -> SubmissionResult:
     questions = {q: {"points": p, "max_points": m, "manual": False, "checks": [], "feedback": ""}
                  for q, (p, m) in points.items()}
     result = {"submission": name, "assignment": aid, "status": status, "message": "", "questions": questions,
               "total": sum(p for p, _ in points.values()), "max_total": sum(m for _, m in points.values()),
-              "seconds": seconds, "notes": [], "cell_errors": []}
+              "seconds": seconds, "notes": [], "cell_errors": [], "sandbox": list(sandbox)}
     if student:
         result["student"] = student
-    return result
+    return SubmissionResult.from_json(result)
 
 
 @pytest.fixture()
@@ -99,10 +101,23 @@ def test_unisolated_results_are_flagged(tmp_path, config):
     maxima = {q: (s.points, s.points) for q, s in spiral.questions.items() if not s.manual}
     store = ResultStore(tmp_path / "spiral", spiral)
     for name, layers in (("safe.ipynb", ["process", "bubblewrap"]), ("risky.ipynb", ["process", "unisolated"])):
-        result = fake_result("spiral", name, maxima)
-        result["sandbox"] = layers
+        result = fake_result("spiral", name, maxima, sandbox=layers)
         store.write(Submission(tmp_path / name, name), result)
     page = build_report(config, load_results([tmp_path / "spiral"]), tmp_path / "report").read_text()
     warning = re.search(r'<p class="warning">(.*?)</p>', page, re.S)
     assert warning and "without filesystem isolation" in warning.group(1)
     assert "risky.ipynb" in warning.group(1) and "safe.ipynb" not in warning.group(1)
+
+
+def test_a_result_survives_its_file():
+    """Check that a result written to JSON reads back as the same typed result"""
+    result = fake_result("spiral", "a.ipynb", {"q1": (2, 2), "q2": (0, 2)}, student={"name": "Ada"})
+    assert SubmissionResult.from_json(json.loads(json.dumps(result.to_json()))) == result
+
+
+def test_a_file_that_is_not_a_result_is_named(tmp_path):
+    """Check that the report names a results file it cannot read and says what to do"""
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "notes.json").write_text('{"hello": 1}')
+    with pytest.raises(ResultFileError, match=r"notes\.json.*--force"):
+        load_results([tmp_path])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder import shipping
 from autograder.config import REPO_ROOT, load_config
 from autograder.isolation import detect_layers, interpreter_prefixes, prepared_host
 from autograder.sandbox import Sandbox, SandboxDied, SandboxTimeout
@@ -48,10 +49,15 @@ def run(box, source: str, timeout: float = 20) -> dict:
     return box.request({"op": "run", "index": 0, "source": source}, timeout)
 
 
-def probe(box, code: str) -> dict:
-    reply = box.request({"op": "probe", "id": "t", "code": code, "inputs": {}}, 20)
+def variables(read=None, listed=None, data=None, rows=None, reached=None, mine=None, started=None) -> dict:
+    """A probe, shipped as the grader ships one: the student's variables of these names."""
+    return {name: value for name, value in locals().items() if value is not None}
+
+
+def probe(box) -> dict:
+    reply = box.request({"op": "probe", "id": "t", "code": shipping.ship(variables), "inputs": {}}, 20)
     assert reply["ok"], reply
-    return reply["data"]["__dict__"]
+    return dict(reply["data"]["__dict__"])
 
 
 def test_repository_and_other_files_are_unreadable(box):
@@ -62,15 +68,15 @@ def test_repository_and_other_files_are_unreadable(box):
              f"for p in {targets!r}:\n"
              "    try:\n        os.listdir(p) if os.path.isdir(p) else open(p, 'rb').read(1)\n        read.append(p)\n"
              "    except OSError:\n        pass")
-    read = dict(probe(box, "export(read=get('read'))"))["read"]
+    read = probe(box)["read"]
     if str(REPO_ROOT) in read:  # bubblewrap shows the folders on the way to a venv inside the checkout
         run(box, f"import os\nlisted = os.listdir({str(REPO_ROOT)!r})")
         on_the_way = {p.relative_to(REPO_ROOT).parts[0] for p in interpreter_prefixes() if p.is_relative_to(REPO_ROOT)}
-        assert set(dict(probe(box, "export(listed=get('listed'))"))["listed"]) <= on_the_way
+        assert set(probe(box)["listed"]) <= on_the_way
         read.remove(str(REPO_ROOT))
     assert read == []
     run(box, "import os\ndata = sorted(os.listdir('../../datasets'))\nrows = open('../../datasets/spiral.csv').readline()")
-    data = dict(probe(box, "export(data=get('data'), rows=get('rows'))"))
+    data = probe(box)
     assert "spiral.csv" in data["data"] and data["rows"]
 
 
@@ -84,7 +90,7 @@ def test_no_network_even_loopback(box):
     try:
         run(box, f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    reached = True\n"
                  "except OSError:\n    reached = False")
-        assert probe(box, "export(reached=get('reached'))") == [["reached", False]]
+        assert probe(box)["reached"] is False
     finally:
         server.close()
 
@@ -98,7 +104,7 @@ def test_writes_stay_in_the_throwaway_folder(box, tmp_path):
     assert not run(box, f"import os\nos.remove({str(decoy / 'datasets' / 'spiral.csv')!r})")["ok"]
     assert decoy_intact(decoy) and not (decoy / "planted-by-student.txt").exists()
     run(box, "import os\nmine = os.path.exists('mine.txt')")
-    assert probe(box, "export(mine=get('mine'))") == [["mine", True]]
+    assert probe(box)["mine"] is True
     run(box, "import tempfile\nwith tempfile.NamedTemporaryFile(delete=False) as f:\n    f.write(b'x')")
     folder = box.tmp
     box.close()
@@ -152,7 +158,7 @@ def test_detached_daemon_is_killed(box):
              "for _ in range(100):  # the grandchild may take a moment under load\n"
              "    if os.path.exists('daemon.pid'):\n        break\n    time.sleep(0.1)\n"
              "started = os.path.exists('daemon.pid')")
-    assert probe(box, "export(started=get('started'))") == [["started", True]]
+    assert probe(box)["started"] is True
     uid = box.uid
     box.close()
     time.sleep(0.5)

@@ -76,8 +76,8 @@ def sweep(aid: str, copies: int, seeds: list[int], jobs: int) -> list[dict]:
                 for number in range(copies + 1):
                     write_copy(SUBMISSIONS / aid / f"{name}.ipynb", folder / f"{name}--{number}.ipynb", number)
             started = time.monotonic()
-            results = grade_batch(make_job(aid, seeded, jobs=jobs), discover([folder]), Path(scratch) / "out",
-                                  progress=False)
+            results = [r.to_json() for r in grade_batch(make_job(aid, seeded, jobs=jobs), discover([folder]),
+                                                        Path(scratch) / "out", progress=False)]
             seconds = time.monotonic() - started
         by_name: dict[str, list[dict]] = {}
         for result in results:
