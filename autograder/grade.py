@@ -404,7 +404,8 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
     if problem:
         raise DiskFull(f"{problem}: nothing was graded; free some space and run the same command again")
     private = [out, *{s.path.parent for s in submissions}]
-    with prepared_host(job.layers, REPO_ROOT, job.data_dir, private, job.allow_unisolated) as data_dir:
+    with prepared_host(job.layers, REPO_ROOT, job.data_dir, private, job.allow_unisolated,
+                       declared=job.assignment.data) as data_dir:
         return _grade_batch(dataclasses.replace(job, data_dir=data_dir), submissions, out, force, progress, reuse)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .build import ZIP_EPOCH
 from .config import REPO_ROOT, GradingConfig
+from .data import declared_sums
 from .results import SubmissionResult
 
 SETUP_SH = """#!/usr/bin/env bash
@@ -62,12 +63,9 @@ def build_gradescope_zip(aid: str, config: GradingConfig, out: Path) -> Path:
     for name in SOURCE_FILES:
         files[name] = (REPO_ROOT / name).read_bytes()
     data = REPO_ROOT / "datasets"
-    names = [*assignment.data, "SHA256SUMS"]  # what grading.yml declares this assignment reads
-    sums = [line for line in (data / "SHA256SUMS").read_text().splitlines()
-            if line.split()[-1] in names]
-    for name in names:
-        files[f"datasets/{name}"] = ("\n".join(sums) + "\n").encode() if name == "SHA256SUMS" \
-            else (data / name).read_bytes()
+    for name in assignment.data:  # what grading.yml declares this assignment reads, and their checksums
+        files[f"datasets/{name}"] = (data / name).read_bytes()
+    files["datasets/SHA256SUMS"] = (declared_sums(assignment.data, data) + "\n").encode()
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{aid}-gradescope.zip"
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:

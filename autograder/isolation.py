@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import landlock
+from .data import SUMS_FILE, declared_sums, release_files
 
 BASE_UID = 61000  # one uid per running sandbox, so one fork storm cannot starve another submission
 UID_RANGE = 1000
@@ -258,10 +259,21 @@ def wall_off(repo: Path, others: list[Path]) -> list[Path]:
     return changed
 
 
-def public_copy(data_dir: Path, parent: Path) -> Path:
-    """A copy of the data that sandbox uids may read but not change, for when the repository is walled off."""
+def public_copy(data_dir: Path, parent: Path, declared: list[str] | None = None) -> Path:
+    """A copy of the data that sandbox uids may read but not change.
+
+    With `declared` (an assignment's `data:` in grading.yml), only those files, laid out where the
+    notebooks look (MNIST unpacked), with their SHA256SUMS lines; else the whole folder.
+    """
     target = parent / "datasets"
-    shutil.copytree(data_dir, target, symlinks=False)
+    if declared is None:
+        shutil.copytree(data_dir, target, symlinks=False)
+    else:
+        for relative, source in release_files(declared, data_dir).items():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / relative)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / SUMS_FILE).write_text(declared_sums(declared, data_dir) + "\n")
     for folder, dirs, files in os.walk(target):
         os.chmod(folder, 0o755)
         for name in files:
@@ -271,13 +283,15 @@ def public_copy(data_dir: Path, parent: Path) -> Path:
 
 
 @contextlib.contextmanager
-def prepared_host(layers: Layers, repo: Path, data_dir: Path, private: list[Path], allow_unisolated: bool = False):
+def prepared_host(layers: Layers, repo: Path, data_dir: Path, private: list[Path], allow_unisolated: bool = False,
+                  declared: list[str] | None = None):
     """Refuse to run student code without isolation (unless allowed), and build the uid layer's wall.
 
     When the sandbox uid is the only wall, the repository and the `private` paths (results,
-    submissions) become unreadable to it. Whenever student code runs as a sandbox uid, it reads a
-    public, read-only copy of the data (the repository's own copy may be private to root); this
-    yields that copy's folder, else `data_dir` itself. The copy is removed afterwards.
+    submissions) become unreadable to it. Student code reads a public, read-only copy of the data
+    (the repository's own copy may be private to root): with `declared`, the assignment's declared
+    files only, else the whole folder. This yields that copy's folder; it is removed afterwards.
+    Without `declared` and without a sandbox uid, it yields `data_dir` itself.
     """
     if not allow_unisolated:
         require_isolation(layers)
@@ -288,11 +302,11 @@ def prepared_host(layers: Layers, repo: Path, data_dir: Path, private: list[Path
         if changed:
             print(f"made {len(changed)} path(s) private to their owner so the sandbox uid cannot read them: "
                   + ", ".join(str(p) for p in changed[:5]) + (" ..." if len(changed) > 5 else ""), file=sys.stderr)
-    if not layers.unprivileged_user:
+    if declared is None and not layers.unprivileged_user:
         yield data_dir
         return
     holder = Path(tempfile.mkdtemp(prefix="nn4e-data-"))
     try:
-        yield public_copy(data_dir, holder)
+        yield public_copy(data_dir, holder, declared)
     finally:
         shutil.rmtree(holder, ignore_errors=True)

@@ -73,3 +73,20 @@ def test_prepare_is_idempotent_and_torchvision_loads_offline(data_copy, monkeypa
     assert train.targets[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     pixels = train.data[:5000].float() / 255
     assert 0.10 < pixels.mean().item() < 0.16
+
+
+@pytest.mark.parametrize("declared, expected", [
+    (["spiral.csv"], {"spiral.csv"}),
+    ([], set()),
+    (["mnist/train-images-idx3-ubyte.gz", "mnist/train-labels-idx1-ubyte.gz"],
+     {"MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte"}),
+])
+def test_student_code_sees_only_the_declared_data(tmp_path, declared, expected):
+    """Check that the sandbox's copy of the data holds the assignment's declared files (MNIST
+    unpacked where torchvision looks) and their checksums, and nothing else"""
+    from autograder.isolation import public_copy
+
+    copy = public_copy(data.DATA_DIR, tmp_path, declared)
+    files = {p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file()}
+    assert files == expected | {"SHA256SUMS"}
+    assert set(data.read_sums(copy)) == set(declared)
