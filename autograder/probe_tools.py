@@ -90,6 +90,18 @@ def _offset_count(collection) -> int:
         return 0
 
 
+def fresh_outputs(model_class, x):
+    """A fresh instance of the student's class in eval mode, with its parameter count and its
+    outputs on `x` (computed without gradients)."""
+    import torch
+
+    model = model_class()
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    return model, dict(n_params=sum(p.numel() for p in model.parameters()), out=out)
+
+
 # -- probes shared by several assignments (verdicts: `checks.expect_training_setup`, ...) -------
 def training_setup(optimizer, model, criterion) -> dict:
     """The loss class, the optimiser class and its settings, and whether it updates `model`."""

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import torch.optim as optim
 from torch.utils.data import DataLoader, TensorDataset
 
-from autograder.probe_tools import figure_summary, watched_run
+from autograder.probe_tools import figure_summary, fresh_outputs, watched_run
 
 from .reference import EPOCH_BATCH, PROBE_EPOCHS, PROBE_LR, PROBE_PATIENCE, epoch_net, mnist_split, probe_net
 
@@ -37,13 +37,9 @@ def split(X_train_mnist, y_train_mnist, X_val_mnist, y_val_mnist, X_test_mnist, 
 
 def fresh_model(MNISTNet, inputs) -> dict:
     """The student's class, built fresh: its size, dropout rates, weights and logits on fresh images."""
-    fresh = MNISTNet()
-    fresh.eval()
-    with torch.no_grad():
-        out = fresh(inputs["x"])
-    return dict(n_params=sum(p.numel() for p in fresh.parameters()),
-                dropouts=[float(m.p) for m in fresh.modules() if type(m).__name__ == "Dropout"],
-                params=weights(fresh), out=out)
+    fresh, data = fresh_outputs(MNISTNet, inputs["x"])
+    return dict(data, dropouts=[float(m.p) for m in fresh.modules() if type(m).__name__ == "Dropout"],
+                params=weights(fresh))
 
 
 def train_function(train_model, inputs) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from autograder.probe_tools import figure_summary, watched_run
+from autograder.probe_tools import figure_summary, fresh_outputs, watched_run
 
 from .reference import GATE_INPUTS, XOR_EPOCHS, XOR_TARGETS, step_from, train_xor, xor_net
 
@@ -15,22 +15,13 @@ def regression(w, b, losses) -> dict:
                 losses=[float(v) for v in losses])
 
 
-def _fresh(model_class, x):
-    """A fresh instance of the student's class in eval mode, its parameter count and its outputs on `x`."""
-    fresh = model_class()
-    fresh.eval()
-    with torch.no_grad():
-        out = fresh(x)
-    return fresh, dict(n_params=sum(p.numel() for p in fresh.parameters()), out=out)
-
-
 def fresh_perceptron(Perceptron, inputs) -> dict:
-    fresh, data = _fresh(Perceptron, inputs["x"])
+    fresh, data = fresh_outputs(Perceptron, inputs["x"])
     return dict(data, state=fresh.state_dict())
 
 
 def fresh_xor_mlp(XOR_MLP, inputs) -> dict:
-    fresh, data = _fresh(XOR_MLP, inputs["x"])
+    fresh, data = fresh_outputs(XOR_MLP, inputs["x"])
     return dict(data, params=[p.detach().clone() for p in fresh.parameters()])
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.probe_tools import figure_summary, watched_run
+from autograder.probe_tools import figure_summary, fresh_outputs, watched_run
 
 from .reference import SpiralNet, reference_steps
 
@@ -15,14 +15,10 @@ def split_tensors(X_train, y_train, X_val, y_val, X_test, y_test) -> dict:
 
 def fresh_model(SpiralNet, inputs) -> dict:
     """The student's class, built fresh with its defaults and with n_hidden=16."""
-    fresh = SpiralNet()
-    fresh.eval()
-    with torch.no_grad():
-        out = fresh(inputs["x"])
-    return dict(n_params=sum(p.numel() for p in fresh.parameters()),
-                n_params_16=sum(p.numel() for p in SpiralNet(n_hidden=16).parameters()),
+    fresh, data = fresh_outputs(SpiralNet, inputs["x"])
+    return dict(data, n_params_16=sum(p.numel() for p in SpiralNet(n_hidden=16).parameters()),
                 has_dropout=any(type(m).__name__ == "Dropout" for m in fresh.modules()),
-                state=fresh.state_dict(), out=out)
+                state=fresh.state_dict())
 
 
 def two_steps(train_step, inputs) -> dict:
