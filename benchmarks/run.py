@@ -1,6 +1,7 @@
 """Benchmark this grader against a loop of `otter run` on the same notebooks and bundle.
 
     python benchmarks/run.py [--n 40] [--assignments spiral ...] [--otter-n 10] [--out docs/benchmarks.md]
+    python benchmarks/run.py --only solution.ipynb --n 3 --otter-n 0    # the solution's cost alone
 
 For each assignment it makes N distinct copies of the canned submissions (a comment differs, so
 no result cache applies), then times, in one run on one machine:
@@ -11,6 +12,8 @@ no result cache applies), then times, in one run on one machine:
     no grading).
 It reports throughput, the ratio against otter, the overhead ratio (seconds per solution copy at
 --jobs 1 over the floor), peak memory per worker, and whether scores agree across --jobs values.
+`--only solution.ipynb` copies the solution alone, and `--otter-n 0` leaves otter out: run in two
+checkouts one after the other, that compares what a change costs each solution.
 """
 from __future__ import annotations
 
@@ -38,9 +41,13 @@ from autograder.submissions import discover  # noqa: E402
 CANNED = ROOT / "tests" / "submissions"
 
 
-def distinct_copies(aid: str, n: int, folder: Path) -> list[Path]:
-    """N notebooks cycling through the canned submissions, each made byte-distinct."""
-    sources = sorted((CANNED / aid).glob("*.ipynb"))
+def distinct_copies(aid: str, n: int, folder: Path, only: list[str] | None = None) -> list[Path]:
+    """N notebooks cycling through the canned submissions (or the `only` ones), each made byte-distinct."""
+    sources = sorted(CANNED / aid / name for name in only) if only else sorted((CANNED / aid).glob("*.ipynb"))
+    missing = [path.name for path in sources if not path.is_file()]
+    if missing:
+        raise SystemExit(f"error: {aid} has no canned {', '.join(missing)} in {CANNED / aid}; "
+                         "name files of that folder with --only")
     folder.mkdir(parents=True)
     paths = []
     for i in range(n):
@@ -116,6 +123,8 @@ def main() -> None:
     parser.add_argument("--otter-n", type=int, default=10, help="how many of them otter runs (default 10)")
     parser.add_argument("--assignments", nargs="*", help="default: every assignment with canned submissions")
     parser.add_argument("--out", default=None, help="write the Markdown table here as well")
+    parser.add_argument("--only", nargs="*", metavar="FILE",
+                        help="copy only these canned notebooks (e.g. solution.ipynb) instead of all of them")
     args = parser.parse_args()
     config = load_config()
     aids = args.assignments or [a for a in config.assignments if (CANNED / a).is_dir()]
@@ -125,21 +134,20 @@ def main() -> None:
         work = Path(tmp)
         for aid in aids:
             folder = work / aid / "subs"
-            paths = distinct_copies(aid, args.n, folder)
+            paths = distinct_copies(aid, args.n, folder, args.only)
             t1, results1 = time_ours(aid, config, folder, 1, work / aid / "ours-1")
             tn, results_n = time_ours(aid, config, folder, cores, work / aid / f"ours-{cores}")
             # Overhead is measured on the solution copies, like for like with the floor's solution run.
             solution_seconds = [r.seconds for r in results1 if r.submission.endswith("-solution.ipynb")]
             peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             otter_n = min(args.otter_n, len(paths))
-            t_otter = time_otter(aid, paths[:otter_n], work / aid)
+            otter_per = time_otter(aid, paths[:otter_n], work / aid) / otter_n if otter_n else None
             floor = floor_seconds(aid, work)
-            otter_per = t_otter / otter_n
             rows.append({
                 "assignment": aid, "n": args.n, "otter_n": otter_n,
                 "ours_1_per_min": 60 * args.n / t1, "ours_n_per_min": 60 * args.n / tn,
-                "otter_per_min": 60 / otter_per,
-                "ratio_vs_otter": (60 * args.n / tn) / (60 / otter_per),
+                "otter_per_min": 60 / otter_per if otter_per else None,
+                "ratio_vs_otter": (60 * args.n / tn) / (60 / otter_per) if otter_per else None,
                 "overhead_ratio": statistics.fmean(solution_seconds) / floor, "floor_s": floor,
                 "solution_s": statistics.fmean(solution_seconds), "ours_1_s_per_sub": t1 / args.n,
                 "peak_worker_mb": peak_mb,
@@ -161,8 +169,10 @@ def render(rows: list[dict], cores: int, argv: str) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
+        otter = f"{r['otter_per_min']:.1f} (N={r['otter_n']})" if r["otter_n"] else "not run"
+        ratio = f"{r['ratio_vs_otter']:.2f}x" if r["otter_n"] else "-"
         lines.append(f"| {r['assignment']} | {r['n']} | {r['ours_1_per_min']:.1f} | {r['ours_n_per_min']:.1f} | "
-                     f"{r['otter_per_min']:.1f} (N={r['otter_n']}) | {r['ratio_vs_otter']:.2f}x | "
+                     f"{otter} | {ratio} | "
                      f"{r['ours_1_s_per_sub']:.1f} | {r['solution_s']:.1f} | {r['floor_s']:.1f} | "
                      f"{r['overhead_ratio']:.2f} | {r['peak_worker_mb']:.0f} | {'yes' if r['scores_agree'] else 'NO'} |")
     header = (f"Command: `python benchmarks/run.py {argv}`  \n"
