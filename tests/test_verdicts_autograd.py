@@ -29,6 +29,7 @@ def handed_off(**replaced) -> dict:
             step = run.rebuild(request["run"], run.fresh_namespace())
             namespace.update(step(**run.arguments(step, {}, namespace)))
     namespace["Value"].sigmoid = sigmoid
+    namespace["Value"].sin = sin
     for name, method in replaced.items():
         setattr(namespace["Value"], name, method)
     return namespace
@@ -44,24 +45,20 @@ def sigmoid(self):
     return out
 
 
-class Dual:
-    def __init__(self, val, dot=0.0):
-        self.val, self.dot = val, dot
-
-    def __add__(self, other):
-        other = other if isinstance(other, Dual) else Dual(other)
-        return Dual(self.val + other.val, self.dot + other.dot)
-
-    def __mul__(self, other):
-        other = other if isinstance(other, Dual) else Dual(other)
-        return Dual(self.val * other.val, self.dot * other.val + self.val * other.dot)
-
-    __radd__ = __add__
-    __rmul__ = __mul__
+Dual, dual_sin = module(AID, "reference").Dual, module(AID, "reference").dual_sin
+forward_mode, sin = module(AID, "calibrate").forward_mode, module(AID, "calibrate").sin_op  # q13, q15
 
 
-def dual_sin(d):
-    return Dual(math.sin(d.val), math.cos(d.val) * d.dot)
+def reverse_table(Value, one_path=False):
+    """The notebook's q15 reverse_table, or a mistake: df/dx read as the adjoint of x + y only."""
+    def table(x, y):
+        vx, vy = Value(x), Value(y)
+        v3, v4 = vx + vy, vx.sin()
+        f = v3 * v4
+        f.backward()
+        return {"v3": v3.data, "v4": v4.data, "f": f.data, "bar_v3": v3.grad, "bar_v4": v4.grad,
+                "df_dx": v3.grad if one_path else vx.grad, "df_dy": vy.grad}
+    return table
 
 
 def forward_partials(x, y):
@@ -110,6 +107,27 @@ def sigmoid_check(ns: dict, grads=True) -> dict:
                 sigmoid_rel_error=ns["rel_error"](autograd, numerical))
 
 
+def reverse_mode(ns, backward_only=False, forward_only=False):
+    """The notebook's reverse_mode_gradient with q12's counters, or a mistake: only one of the two counts."""
+    def reverse_mode_gradient(f, xs):
+        leaves = [ns["Value"](x) for x in xs]
+        n_forward, n_backward = ns["count_ops"](lambda: f(leaves))
+        ops = n_backward if backward_only else n_forward if forward_only else n_forward + n_backward
+        return [v.grad for v in leaves], ops
+    return reverse_mode_gradient
+
+
+def reverse_by_central_differences(f, xs, h=1e-6):
+    """A mistake: the 'gradient' by central differences (2n evaluations) instead of a backward pass."""
+    grads = []
+    for i in range(len(xs)):
+        plus, minus = list(xs), list(xs)
+        plus[i] += h
+        minus[i] -= h
+        grads.append((f(plus) - f(minus)) / (2 * h))
+    return grads, 0
+
+
 @pytest.fixture(scope="module")
 def solved() -> dict:
     """The student's namespace after a correct notebook."""
@@ -122,7 +140,9 @@ def solved() -> dict:
             "model": model, "loss_history": loss_history, "Dual": Dual, "dual_sin": dual_sin,
             "forward_partials": forward_partials, "forward_mode_passes": 2, "reverse_mode_passes": 1,
             "count_ops": lambda build: ref.counted(ns["Value"], build), "xor_counts": xor_counts,
-            "cheap_ratio": xor_counts[1] / xor_counts[0]}
+            "cheap_ratio": xor_counts[1] / xor_counts[0], "forward_mode_gradient": forward_mode(),
+            "reverse_mode_gradient": reverse_mode({**ns, "count_ops": lambda build: ref.counted(ns["Value"], build)}),
+            "reverse_table": reverse_table(ns["Value"])}
 
 
 CHECKS = all_checks(AID)
@@ -243,6 +263,27 @@ MISTAKES = {
     "cheap_ratio_inverted": ("q12", "cheap gradient ratio",
                              lambda ns: {"cheap_ratio": ns["xor_counts"][0] / ns["xor_counts"][1]},
                              "backward / forward"),
+    "forward_mode_all_inputs_seeded": ("q13", "the gradient by n forward passes",
+                                       lambda ns: {"forward_mode_gradient": forward_mode(seed_all=True)}, "seed"),
+    # on a function of + and * the central differences are exact up to roundoff: the counts catch them
+    "reverse_mode_by_central_differences": ("q13", "the operations counted",
+                                            lambda ns: {"reverse_mode_gradient": reverse_by_central_differences},
+                                            "one backward pass"),
+    "forward_mode_last_pass_only": ("q13", "the operations counted",
+                                    lambda ns: {"forward_mode_gradient": forward_mode(last_pass_only=True)},
+                                    "n passes"),
+    "reverse_mode_backward_count_only": ("q13", "the operations counted",
+                                         lambda ns: {"reverse_mode_gradient": reverse_mode(ns, backward_only=True)},
+                                         "forward pass plus one backward pass"),
+    "reverse_mode_forward_count_only": ("q13", "the operations counted",
+                                        lambda ns: {"reverse_mode_gradient": reverse_mode(ns, forward_only=True)},
+                                        "forward pass plus one backward pass"),
+    "sin_derivative_negative": ("q15", "the sin op inside", lambda ns: _engine(sin=lambda self: sin(self, -1.0)), "sin"),
+    "sin_derivative_negative (table)": ("q15", "forward values and adjoints",
+                                        lambda ns: {"reverse_table": reverse_table(_engine(
+                                            sin=lambda self: sin(self, -1.0))["Value"])}, "df_dx"),
+    "df_dx_one_path": ("q15", "forward values and adjoints",
+                       lambda ns: {"reverse_table": reverse_table(ns["Value"], one_path=True)}, "both paths"),
 }
 
 

@@ -16,8 +16,8 @@ from autograder.checks import Context
 from autograder.config import load_config
 
 from . import probes, verdicts
-from .reference import (GRADCHECK_SEED, GRADCHECK_SIZES, MLP, Value, XOR_Y, central_diff, counted, gradcheck_model,
-                        mlp_loss_counts, seeded_init, squared_error, train_xor, xor_loss, xor_loss_from)
+from .reference import (GRADCHECK_SEED, GRADCHECK_SIZES, MLP, Dual, Value, XOR_Y, central_diff, counted, gradcheck_model,
+                        mlp_loss_counts, seeded_init, squared_error, train_xor, value_radd, value_rmul, xor_loss, xor_loss_from)
 
 DEFAULT_SEEDS = 30
 GRADCHECK_STEPS = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4)
@@ -124,7 +124,99 @@ def counts(seed: int) -> dict[str, float]:
             "q12 inverted ratio (forward / backward), the mistake": forward / backward}
 
 
+DUAL_COUNT = {"ops": 0}
+
+
+class CountedDual(Dual):
+    """The notebook's q13 Dual with a counter."""
+
+    def __add__(self, other):
+        DUAL_COUNT["ops"] += 1
+        out = Dual.__add__(self, other)
+        return CountedDual(out.val, out.dot)
+
+    def __mul__(self, other):
+        DUAL_COUNT["ops"] += 1
+        out = Dual.__mul__(self, other)
+        return CountedDual(out.val, out.dot)
+
+    __radd__ = __add__
+    __rmul__ = __mul__
+
+
+def forward_mode(seed_all=False, last_pass_only=False):
+    """q13's forward_mode_gradient, or a mistake: every input seeded in every pass, or the counter reset
+    before each pass (only the last pass counted)."""
+    def forward_mode_gradient(f, xs):
+        DUAL_COUNT["ops"] = 0
+        gradient = []
+        for i in range(len(xs)):
+            if last_pass_only:
+                DUAL_COUNT["ops"] = 0
+            gradient.append(f([CountedDual(x, 1.0 if seed_all or j == i else 0.0) for j, x in enumerate(xs)]).dot)
+        return gradient, DUAL_COUNT["ops"]
+    return forward_mode_gradient
+
+
+def reverse_mode_gradient(f, xs):
+    """q13's reverse_mode_gradient on the reference engine."""
+    leaves = [Value(x) for x in xs]
+    n_forward, n_backward = counted(Value, lambda: f(leaves))
+    return [v.grad for v in leaves], n_forward + n_backward
+
+
+def sin_op(self, sign=1.0):
+    """q15's sin op (sign=-1: the mistake d/dx sin x = -cos x)."""
+    out = type(self)(math.sin(self.data), (self,), "sin")
+
+    def _backward():
+        self.grad += sign * math.cos(self.data) * out.grad
+    out._backward = _backward
+    return out
+
+
+def modes(ctx: Context) -> dict[str, float]:
+    """q13 on one draw: the gradients of both modes against PyTorch (TOL), the nearest mistake (every input
+    seeded in one pass), and the counts against the grader's (exact)."""
+    ctx.inputs = verdicts.inputs_modes(ctx)
+    measured = {}
+    for name, forward in (("correct", forward_mode()), ("all-seeded mistake", forward_mode(seed_all=True))):
+        Value.__radd__, Value.__rmul__ = value_radd, value_rmul  # q3's reflected operations, as in the notebook
+        try:
+            data = probes.mode_costs(forward, reverse_mode_gradient, ctx.inputs)
+        finally:
+            del Value.__radd__, Value.__rmul__
+        distances, count_gaps = [], []
+        for prog, n, res in verdicts._mode_results(data, ctx):
+            truth = verdicts.torch_program(prog)[1][:n]
+            keys = ("forward", "reverse") if name == "correct" else ("forward",)
+            distances.append(max(verdicts.relative_distance(a, b) for key in keys for a, b in zip(res[key], truth)))
+            ops = [ins[0] for ins in prog if ins[0] != "input"]
+            count_gaps.append(abs(res["forward_ops"] - n * len(ops)) +
+                              abs(res["reverse_ops"] - len(ops) - sum(verdicts.N_UPDATES[op] for op in ops)))
+        measured[f"q13 TOL {name} gradient distance (largest over the draw's functions)"] = max(distances)
+        if name == "correct":
+            measured["q13 counts, counted minus the grader's (absolute, summed over the draw)"] = sum(count_gaps)
+    return measured
+
+
+def sine(ctx: Context) -> dict[str, float]:
+    """q15 on one draw: the sin op against PyTorch (TOL), and the -cos mistake on the single-op programs."""
+    ctx.inputs = verdicts.inputs_sin(ctx)
+    programs, labels = ctx.inputs["programs"], ctx.inputs["labels"]
+    measured = {}
+    for name, sign in (("correct", 1.0), ("-cos mistake", -1.0)):
+        Value.sin = lambda self, sign=sign: sin_op(self, sign)
+        try:
+            results = probes.program_results(Value, ctx.inputs)["results"]
+        finally:
+            del Value.sin
+        measured[f"q15 TOL {name} distance (sin programs)"] = max(
+            max(verdicts.program_distances(p, r)) for p, r, label in zip(programs, results, labels) if label == "sin")
+    return measured
+
+
 def calibrate(seed: int) -> dict[str, float]:
     ctx = _context(seed)
     return {**xor(seed, int(ctx.budget["xor_epochs"])), **central_differences(ctx), **engine(ctx),
-            **gradcheck(), **counts(seed)}
+            **gradcheck(), **counts(seed), **modes(_context(seed)), **sine(_context(seed))}

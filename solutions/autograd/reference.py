@@ -1,7 +1,8 @@
 """The reference the autograd checks compare with: the expression-program interpreter (one for plain
 floats, PyTorch, the student's `Value` and `Dual`), the prompt's engine (`Value`, the derived
-operations, `Neuron`/`Layer`/`MLP`, `central_diff`, `rel_error`) that the hand-offs install in the
-student's namespace, and PyTorch float64 versions of the MLP and its gradient check. Imports only
+operations, `Neuron`/`Layer`/`MLP`, `central_diff`, `rel_error`, q8's `Dual`, q12's `counting` and
+`count_ops`) that the hand-offs install in the student's namespace, PyTorch float64 versions of the MLP
+and its gradient check, and q15's worked example computed analytically. Imports only
 the standard library, numpy and torch: hand-offs send the engine's own source into the sandbox."""
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ WITH_CONST = ("addc", "mulc", "subc", "divc")  # [op, node, constant]
 ARITHMETIC = {"add": "+", "mul": "*", "sub": "-", "div": "/", "radd": "+", "rmul": "*", "rsub": "-", "rdiv": "/",
               "addc": "+", "mulc": "*", "subc": "-", "divc": "/", "pow": "**"}
 # gradient updates (`grad +=`) in each primitive's backward closure
-N_UPDATES = {"add": 2, "mul": 2, "addc": 2, "mulc": 2, "pow": 1, "relu": 1, "exp": 1, "log": 1, "tanh": 1}
-COUNTED_METHODS = {"__add__": 2, "__mul__": 2, "__pow__": 1, "relu": 1, "exp": 1, "log": 1, "tanh": 1}
+N_UPDATES = {"add": 2, "mul": 2, "addc": 2, "mulc": 2, "radd": 2, "rmul": 2, "pow": 1, "relu": 1, "exp": 1, "log": 1,
+             "tanh": 1}
+# q12: the counted Value methods and their gradient updates, and the counters (as the notebook names them)
+GRAD_UPDATES = {"__add__": 2, "__mul__": 2, "__pow__": 1, "relu": 1, "exp": 1, "log": 1, "tanh": 1}
+OP_COUNTS = {"forward": 0, "backward": 0}
 
 
 def operands(ins: list) -> list[int]:
@@ -279,6 +283,53 @@ def rel_error(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
 
 
+# q8's dual numbers, installed by the q8 hand-off (Question 13's CountedDual builds on them)
+class Dual:
+    def __init__(self, val, dot=0.0):
+        self.val = val
+        self.dot = dot
+
+    def __add__(self, other):
+        other = other if isinstance(other, Dual) else Dual(other)
+        return Dual(self.val + other.val, self.dot + other.dot)
+
+    def __mul__(self, other):
+        other = other if isinstance(other, Dual) else Dual(other)
+        return Dual(self.val * other.val, self.dot * other.val + self.val * other.dot)
+
+    __radd__ = __add__
+    __rmul__ = __mul__
+
+
+def dual_sin(d):
+    return Dual(math.sin(d.val), math.cos(d.val) * d.dot)
+
+
+# q12's counters, installed by the q12 hand-off next to the notebook's OP_COUNTS and GRAD_UPDATES (Question
+# 13 counts with count_ops); `counted` below uses them on this module's own counters
+def counting(name, op):
+    def wrapper(*args):
+        out = op(*args)
+        OP_COUNTS["forward"] += 1
+        local_backward = out._backward
+
+        def counted_backward():
+            OP_COUNTS["backward"] += GRAD_UPDATES[name]
+            local_backward()
+        out._backward = counted_backward
+        return out
+    wrapper.uncounted = op
+    return wrapper
+
+
+def count_ops(build):
+    OP_COUNTS["forward"] = OP_COUNTS["backward"] = 0
+    out = build()
+    forward_count = OP_COUNTS["forward"]
+    out.backward()
+    return forward_count, OP_COUNTS["backward"]
+
+
 # -- reference runs with the engine ----------------------------------------------------------------
 def squared_error(prediction, target: float):
     """(prediction - target)², with the engine's primitives only: `-` is `+ (-target)` in q3's engine."""
@@ -315,32 +366,16 @@ def gradcheck_model() -> MLP:
 
 
 def counted(Value, build) -> tuple[int, int]:
-    """(operations, gradient updates) of build() and its backward(), counted like the notebook's q12: each
-    primitive of `Value` wrapped while build() runs, its backward closure adding the updates it makes."""
-    counts = [0, 0]
-    originals = {name: getattr(Value, name) for name in COUNTED_METHODS}
-
-    def wrapped(name, op):
-        def wrapper(*args):
-            out = op(*args)
-            counts[0] += 1
-            inner = out._backward
-
-            def counted_backward():
-                counts[1] += COUNTED_METHODS[name]
-                inner()
-            out._backward = counted_backward
-            return out
-        return wrapper
+    """(operations, gradient updates) of build() and its backward(), counted as the notebook's q12 counts:
+    each primitive of `Value` wrapped by `counting` while build() runs, then restored."""
+    originals = {name: getattr(Value, name) for name in GRAD_UPDATES}
     try:
         for name, op in originals.items():
-            setattr(Value, name, wrapped(name, op))
-        out = build()
+            setattr(Value, name, counting(name, getattr(op, "uncounted", op)))
+        return count_ops(build)
     finally:
         for name, op in originals.items():
             setattr(Value, name, op)
-    out.backward()
-    return counts[0], counts[1]
 
 
 # -- the MLP in PyTorch float64 ------------------------------------------------------------------
@@ -427,3 +462,10 @@ def mlp_loss_counts(n_in: int, n_outs: list[int], n_samples: int) -> tuple[int, 
         bwd += fan_out * (4 * fan_in + hidden)
     fwd, bwd = n_samples * (fwd + 2), n_samples * (bwd + 3)
     return fwd + n_samples + 1, bwd + 2 * n_samples + 2
+
+
+def reverse_table_truth(x: float, y: float) -> dict[str, float]:
+    """The chapter's forward and reverse tables of f(x, y) = (x + y) sin x, analytically."""
+    v3, v4 = x + y, math.sin(x)
+    return {"v3": v3, "v4": v4, "f": v3 * v4, "bar_v3": v4, "bar_v4": v3, "df_dx": v4 + v3 * math.cos(x),
+            "df_dy": v4}

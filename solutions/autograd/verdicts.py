@@ -12,8 +12,9 @@ import numpy as np
 from autograder.checks import Check, Context, Fail, Handoff, expect, integer, number, numbers
 
 from . import probes
-from .reference import (BINARY, DERIVED_OPERATIONS, MLP, N_UPDATES, REFLECTED, WITH_CONST, XOR_X, XOR_Y, Layer,
-                        Neuron, Value, apply, central_diff, central_grads, flat_grads, float_unary, mlp_forward,
+from .reference import (BINARY, DERIVED_OPERATIONS, MLP, N_UPDATES, REFLECTED, WITH_CONST, XOR_X, XOR_Y, Dual, Layer,
+                        Neuron, Value, apply, central_diff, central_grads, count_ops, counting, dual_sin,
+                        flat_grads, float_unary, mlp_forward, reverse_table_truth,
                         mlp_loss_counts, operands, rel_error, seeded_init, spec_derivative, spec_function,
                         torch_program, true_grads, unpack, xor_loss_from)
 
@@ -523,6 +524,98 @@ def verdict_cheap(data: dict, ctx: Context) -> None:
            "the factor the cheap gradient principle bounds")
 
 
+# -- q13: forward against reverse mode on f: R^n -> R ---------------------------------------------
+MODE_OPS = ["add", "mul", "addc", "mulc", "radd", "rmul"]  # what both Dual and Value support
+
+
+def inputs_modes(ctx: Context) -> dict:
+    """Three functions of + and * with the grader's number of inputs (one below 4, where forward mode is the
+    cheaper, and two above) at the grader's point."""
+    programs = []
+    for low, high in ((1, 4), (5, 12), (12, 30)):
+        n = int(ctx.rng.integers(low, high))
+        programs.append(random_program(ctx.rng, MODE_OPS, n, int(ctx.rng.integers(n + 2, 2 * n + 6)),
+                                       must=["mul", "radd", "rmul", "mulc"]))
+    return {"programs": programs}
+
+
+def _mode_results(data: dict, ctx: Context):
+    """(program, n inputs, student's result) for each of the grader's functions."""
+    results = data.get("results")
+    programs = ctx.inputs["programs"]
+    expect(isinstance(results, list) and len(results) == len(programs), "could not run your two gradient functions")
+    for prog, res in zip(programs, results):
+        expect(isinstance(res, dict), "could not run your two gradient functions")
+        if "error" in res:
+            raise Fail(f"on one of the grader's functions, your gradient functions raised {str(res['error'])[:160]}")
+        yield prog, sum(1 for ins in prog if ins[0] == "input"), res
+
+
+def verdict_mode_gradients(data: dict, ctx: Context) -> None:
+    for prog, n, res in _mode_results(data, ctx):
+        truth = torch_program(prog)[1][:n]
+        forward = numbers(res.get("forward"), "forward_mode_gradient's gradient", min_len=n)
+        expect(len(forward) == n and all(close(a, b) for a, b in zip(forward, truth)),
+               "forward_mode_gradient does not give the gradient of the grader's f: make one pass per input, "
+               "seed that input's dot with 1 and every other input's with 0, and keep the output's dot")
+        reverse = numbers(res.get("reverse"), "reverse_mode_gradient's gradient", min_len=n)
+        expect(len(reverse) == n and all(close(a, b) for a, b in zip(reverse, truth)),
+               "reverse_mode_gradient does not give the gradient of the grader's f: make the inputs Values, "
+               "call backward() once on the output and read each input's grad")
+
+
+def verdict_mode_counts(data: dict, ctx: Context) -> None:
+    for prog, n, res in _mode_results(data, ctx):
+        ops = [ins[0] for ins in prog if ins[0] != "input"]
+        expect(integer(res.get("forward_ops"), "forward mode's operations") == n * len(ops),
+               "forward mode makes one pass per input: its count should be n passes of every operation of f, the "
+               "CountedDual operations of all the passes together")
+        expect(integer(res.get("reverse_ops"), "reverse mode's operations") == len(ops) + sum(N_UPDATES[op] for op in ops),
+               "reverse mode's count should be one forward pass plus one backward pass: count_ops's forward "
+               "operations + backward gradient updates")
+
+
+# -- q15: sin, and the chapter's worked example node by node --------------------------------------
+def inputs_sin(ctx: Context) -> dict:
+    programs, labels = [], []
+    for _ in range(3):
+        programs.append([["input", float(np.round(ctx.rng.uniform(-4, 4), 4))], ["sin", 0]])
+        labels.append("sin")
+    for _ in range(5):
+        programs.append(random_program(ctx.rng, ["sin", "add", "mul", "mulc", "tanh"], 2,
+                                       int(ctx.rng.integers(5, 10)), must=["sin", "sin"]))
+        labels.append("random")
+    points = [[float(v) for v in np.round(ctx.rng.uniform(-3, 3, size=2), 4)] for _ in range(3)]
+    return {"programs": programs, "labels": labels, "points": points}
+
+
+def verdict_sin_op(data: dict, ctx: Context) -> None:
+    _compare(data, ctx, {"sin", "random"})
+
+
+TABLE_MESSAGES = {
+    "v3": "the forward value `v3` (x + y) is wrong", "v4": "the forward value `v4` (sin x) is wrong",
+    "f": "the forward value `f` ((x + y) sin x) is wrong",
+    "bar_v3": "`bar_v3` should be the adjoint of v3, df/dv3: v3's grad after f.backward()",
+    "bar_v4": "`bar_v4` should be the adjoint of v4, df/dv4: v4's grad after f.backward()",
+    "df_dx": "`df_dx` is wrong: x is used twice (in x + y and in sin x), so its adjoint sums both paths, "
+             "bar_v3 + bar_v4 cos x: read x's grad after one f.backward()",
+    "df_dy": "`df_dy` should be y's grad after f.backward()",
+}
+
+
+def verdict_reverse_table(data: dict, ctx: Context) -> None:
+    tables = data.get("tables")
+    expect(isinstance(tables, list) and len(tables) == len(ctx.inputs["points"]), "could not run reverse_table")
+    for (x, y), table in zip(ctx.inputs["points"], tables):
+        expect(isinstance(table, dict), "could not run reverse_table")
+        if "error" in table:
+            raise Fail(f"reverse_table at the grader's point raised {str(table['error'])[:160]}")
+        truth = reverse_table_truth(x, y)
+        for key in probes.TABLE_KEYS:
+            expect(close(number(table.get(key), f"reverse_table's {key}"), truth[key]), TABLE_MESSAGES[key])
+
+
 CHECKS = [
     Check("q1", "central_diff matches central differences and exact derivatives of the grader's functions",
           probes.central_differences, verdict_central, inputs=inputs_functions),
@@ -555,6 +648,14 @@ CHECKS = [
     Check("q12", "forward and backward operation counts", probes.operation_counts, verdict_counts,
           inputs=inputs_counts),
     Check("q12", "the cheap gradient ratio of the XOR loss", probes.cheap_gradient, verdict_cheap),
+    Check("q13", "the gradient by n forward passes and by one backward pass, on the grader's f: R^n -> R",
+          probes.mode_costs, verdict_mode_gradients, inputs=inputs_modes),
+    Check("q13", "the operations counted in each mode, against the grader's counts", probes.mode_costs,
+          verdict_mode_counts, inputs=inputs_modes),
+    Check("q15", "the sin op inside random expressions, against PyTorch", probes.sin_results, verdict_sin_op,
+          inputs=inputs_sin),
+    Check("q15", "the forward values and adjoints of (x + y) sin x at the grader's points", probes.sin_results,
+          verdict_reverse_table, inputs=inputs_sin),
 ]
 
 
@@ -567,4 +668,6 @@ HANDOFFS = {
     "q3": Handoff(install=DERIVED_OPERATIONS, run=probes.derived_operations),
     "q4": Handoff(install=(Neuron, Layer, MLP)),
     "q6": Handoff(install=(rel_error,)),
+    "q8": Handoff(install=(Dual, dual_sin)),
+    "q12": Handoff(install=(counting, count_ops), run=probes.recount),
 }
