@@ -19,7 +19,8 @@ from autograder import wire
 from autograder.checks import Context
 
 from . import verdicts
-from .reference import Perceptron, train_and, train_regression, train_xor, xor_net
+from .reference import (FIRST_SIZES, NOTES_X, NOTES_Y, Perceptron, first_network, mse_grads, square_grad_history,
+                        train_and, train_regression, train_xor, xor_net)
 
 DEFAULT_SEEDS = 66
 
@@ -195,6 +196,85 @@ def _recipes(ref: dict, seed: int) -> dict[str, float]:
     }
 
 
+# -- Part I (Questions 6 to 9): RTOL on the grader's draws ---------------------------------------------
+def autograd_grads(x, y, w0, b0, dtype=torch.float32, reduce=lambda r: (r ** 2).mean()):
+    """regression_grads as a notebook writes it (the mistakes pass another reduction)."""
+    w = torch.tensor(float(w0), requires_grad=True, dtype=dtype)
+    b = torch.tensor(float(b0), requires_grad=True, dtype=dtype)
+    reduce(w * x.to(dtype) + b - y.to(dtype)).backward()
+    return [w.grad.item(), b.grad.item()]
+
+
+def autograd_history(w0, n, zero_grad, dtype=torch.float32):
+    w = torch.tensor(float(w0), requires_grad=True, dtype=dtype)
+    out = []
+    for _ in range(n):
+        if zero_grad:
+            w.grad = None
+        ((w * 3) ** 2).backward()
+        out.append(w.grad.item())
+    return out
+
+
+GRAD_CORRECT = {"float32": {}, "float64": dict(dtype=torch.float64),
+                "F.mse_loss": dict(reduce=lambda r: F.mse_loss(r, torch.zeros_like(r)))}
+GRAD_WRONG = {"sum": dict(reduce=lambda r: (r ** 2).sum()), "half": dict(reduce=lambda r: (r ** 2).mean() / 2),
+              "absolute error": dict(reduce=lambda r: r.abs().mean())}
+
+
+def _part1(ctx: Context) -> dict[str, float]:
+    def grads_excess(variant):
+        return max(verdicts.allclose_excess(autograd_grads(c["x"], c["y"], c["w0"], c["b0"], **variant),
+                                            mse_grads(c["x"].numpy(), c["y"].numpy(), c["w0"], c["b0"]))
+                   for c in verdicts.inputs_regression_grads(ctx)["cases"])
+
+    def notes_excess(variant):
+        return verdicts.allclose_excess(autograd_grads(torch.tensor(NOTES_X), torch.tensor(NOTES_Y), 0.0, 0.0,
+                                                       **variant), mse_grads(NOTES_X, NOTES_Y, 0.0, 0.0))
+
+    cases = verdicts.inputs_grad_history(ctx)["cases"]
+
+    def history_excess(history):
+        return max(verdicts.allclose_excess(history(c), square_grad_history(c["w0"], c["n"], c["zero_grad"]))
+                   for c in cases)
+
+    sizes = verdicts.inputs_first_network(ctx)
+    seq = verdicts.inputs_sequential(ctx)
+    net = first_network(*FIRST_SIZES)
+    with torch.no_grad():
+        for target, value in zip(net.parameters(), seq["weights"]):
+            target.copy_(value)
+    fresh = first_network(*sizes["sizes"])
+
+    def forward_excess(model, x, activation, last=lambda z: z):
+        with torch.no_grad():
+            return verdicts.allclose_excess(last(model[2](activation(model[0](x)))).numpy(), model(x).numpy())
+
+    correct_act = {"torch.relu": torch.relu, "clamp(min=0)": lambda z: z.clamp(min=0)}
+    wrong_act = {"no ReLU": lambda z: z, "LeakyReLU(0.01)": lambda z: F.leaky_relu(z, 0.01), "Sigmoid": torch.sigmoid}
+    forward = {}
+    for name, model, x in (("MyFirstNetwork", fresh, sizes["x"]), ("net_seq", net, seq["x"])):
+        forward[f"{name} output RTOL largest correct excess (torch.relu, clamp(min=0))"] = \
+            max(forward_excess(model, x, act) for act in correct_act.values())
+        forward[f"{name} output RTOL smallest mistake excess (no ReLU, LeakyReLU(0.01), Sigmoid, softmax at the end)"] \
+            = min([forward_excess(model, x, act) for act in wrong_act.values()]
+                  + [forward_excess(model, x, torch.relu, lambda z: torch.softmax(z, dim=1))])
+    return {
+        "regression_grads RTOL largest correct excess (float32, float64, F.mse_loss)":
+            max(grads_excess(v) for v in GRAD_CORRECT.values()),
+        "regression_grads RTOL smallest mistake excess (sum, half the MSE, absolute error)":
+            min(grads_excess(v) for v in GRAD_WRONG.values()),
+        "dL_dw, dL_db RTOL largest correct excess": max(notes_excess(v) for v in GRAD_CORRECT.values()),
+        "dL_dw, dL_db RTOL smallest mistake excess": min(notes_excess(v) for v in GRAD_WRONG.values()),
+        "grad_history RTOL largest correct excess (float32, float64)":
+            max(history_excess(lambda c, d=d: autograd_history(c["w0"], c["n"], c["zero_grad"], d))
+                for d in (torch.float32, torch.float64)),
+        "grad_history RTOL smallest mistake excess (never zeroed, always zeroed)":
+            min(history_excess(lambda c, z=z: autograd_history(c["w0"], c["n"], z)) for z in (False, True)),
+        **forward,
+    }
+
+
 def calibrate(seed: int) -> dict[str, float]:
     torch.set_num_threads(1)
     ref = verdicts.reference(None)
@@ -203,4 +283,5 @@ def calibrate(seed: int) -> dict[str, float]:
     measured.update(_outputs(Context(ref=ref, thresholds={}, budget={}, rng=np.random.default_rng([1, seed]))))
     measured.update(_steps(Context(ref=ref, thresholds={}, budget={}, rng=np.random.default_rng([2, seed]))))
     measured.update(_regression(ref))
+    measured.update(_part1(Context(ref=ref, thresholds={}, budget={}, rng=np.random.default_rng([3, seed]))))
     return measured

@@ -2,6 +2,8 @@
 (`inputs` is the check's fresh inputs); the returned dict is all its verdict sees."""
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -72,3 +74,62 @@ def usable_xor_losses(losses=None) -> dict:
     if isinstance(losses, list) and len(losses) == XOR_EPOCHS and all(isinstance(v, float) for v in losses):
         return {}
     return dict(losses=train_xor()[1])
+
+
+# -- Part I: the fundamentals ---------------------------------------------------------------------
+def _plain(value):
+    """A tensor detached onto the CPU (a gradient or an output), anything else as it is."""
+    return value.detach().cpu() if isinstance(value, torch.Tensor) else value
+
+
+def regression_grads_on(regression_grads, inputs) -> dict:
+    """The student's regression_grads on each of the grader's data sets and starting weights, in turn
+    (a function that keeps its w and b between calls shows accumulated gradients on the later ones)."""
+    grads = []
+    for case in inputs["cases"]:
+        result = regression_grads(case["x"].clone(), case["y"].clone(), case["w0"], case["b0"])
+        grads.append([_plain(v) for v in result] if isinstance(result, (tuple, list)) else _plain(result))
+    return dict(grads=grads)
+
+
+def notes_regression_grads(dL_dw, dL_db) -> dict:
+    return dict(dL_dw=_plain(dL_dw), dL_db=_plain(dL_db))
+
+
+def grad_histories(grad_history, grad_first, grad_accumulated, grad_after_zero, inputs) -> dict:
+    """The student's grad_history on the grader's starting values and counts, and the notes' three steps."""
+    runs = []
+    for case in inputs["cases"]:
+        result = grad_history(case["w0"], case["n"], case["zero_grad"])
+        runs.append([_plain(v) for v in result] if isinstance(result, (tuple, list)) else _plain(result))
+    return dict(runs=runs, notes=[_plain(grad_first), _plain(grad_accumulated), _plain(grad_after_zero)])
+
+
+def first_network_on(MyFirstNetwork, net, n_params, inputs) -> dict:
+    """MyFirstNetwork built with the grader's sizes (its parameters and its outputs on the grader's
+    inputs), and the shapes of `net`'s parameters with the student's count of them."""
+    with torch.random.fork_rng():
+        fresh = MyFirstNetwork(*inputs["sizes"])
+    fresh.eval()
+    try:  # a network with other layer sizes cannot take the inputs: its parameters' shapes say why
+        with torch.no_grad():
+            out = fresh(inputs["x"].clone())
+    except RuntimeError:
+        out = None
+    return dict(params=[p.detach().clone() for p in fresh.parameters()], out=_plain(out),
+                net_shapes=[list(p.shape) for p in net.parameters()], n_params=_plain(n_params))
+
+
+def sequential_on(net_seq, inputs) -> dict:
+    """A copy of `net_seq` given the grader's weights (in parameters() order), then run on the grader's inputs."""
+    seq = copy.deepcopy(net_seq)
+    params = list(seq.parameters())
+    shapes = [list(p.shape) for p in params]
+    out = None
+    if shapes == [list(v.shape) for v in inputs["weights"]]:
+        with torch.no_grad():
+            for p, value in zip(params, inputs["weights"]):
+                p.copy_(value)
+            seq.eval()
+            out = _plain(seq(inputs["x"].clone()))
+    return dict(sequential=isinstance(net_seq, torch.nn.Sequential), shapes=shapes, out=out)

@@ -115,3 +115,33 @@ def train_xor(seed: int = XOR_SEED, epochs: int = XOR_EPOCHS) -> tuple[nn.Sequen
     net = xor_net()
     losses = train_gate(net, torch.optim.Adam(net.parameters(), lr=XOR_LR), XOR_TARGETS, epochs)
     return net, losses
+
+
+# -- Part I: the fundamentals (Questions 6 to 9) ---------------------------------------------------
+NOTES_X = [1.0, 2.0, 3.0, 4.0, 5.0]  # the five points of "Linear regression in 5 lines"
+NOTES_Y = [2.2, 3.8, 6.1, 7.9, 10.1]
+FIRST_SIZES = (2, 4, 3)  # MyFirstNetwork(n_input=2, n_hidden=4, n_output=3), and the nn.Sequential net_seq
+
+
+def mse_grads(x, y_true, w0: float, b0: float) -> tuple[float, float]:
+    """dL/dw and dL/db of L = mean((w x + b - y)^2) at (w0, b0), in closed form (float64):
+    2 mean(r x) and 2 mean(r) with the residuals r = w0 x + b0 - y."""
+    x = np.asarray(x, dtype=np.float64)
+    residual = w0 * x + b0 - np.asarray(y_true, dtype=np.float64)
+    return float(2 * np.mean(residual * x)), float(2 * np.mean(residual))
+
+
+def square_grad_history(w0: float, n_backward: int, zero_grad: bool) -> list[float]:
+    """w.grad after each of n_backward backward passes of (w * 3) ** 2 at w = w0: each pass adds
+    d/dw = 18 w, so the k-th value is 18 w0 k, or 18 w0 every time when w.grad is zeroed before each."""
+    return [18.0 * w0 * (1 if zero_grad else k) for k in range(1, n_backward + 1)]
+
+
+def linear_params(n_in: int, n_out: int) -> int:
+    """The parameters of nn.Linear(n_in, n_out): the weight matrix and the bias."""
+    return n_in * n_out + n_out
+
+
+def first_network(n_input: int, n_hidden: int, n_output: int) -> nn.Sequential:
+    """MyFirstNetwork's computation: Linear(n_input, n_hidden) -> ReLU -> Linear(n_hidden, n_output), raw logits."""
+    return nn.Sequential(nn.Linear(n_input, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_output))

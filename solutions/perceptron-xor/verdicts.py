@@ -7,16 +7,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from autograder.checks import (Check, Context, Handoff, array, expect, expect_device_choice, expect_training_setup,
-                               expect_watched_run, figure, integer, labelled, number, numbers)
+from autograder.checks import (Check, Context, Fail, Handoff, array, expect, expect_device_choice,
+                               expect_training_setup, expect_watched_run, figure, integer, labelled, number, numbers)
 from autograder.checks import state_dict as as_state_dict
 from autograder.data import DATA_DIR, verify
 from autograder.probe_tools import device_choice, training_setup
 
 from . import probes
-from .reference import (AND_EPOCHS, AND_LR, REGRESSION_EPOCHS, REGRESSION_LR, XOR_EPOCHS, XOR_LR, XOR_SEED,
-                        Perceptron,
-                        pick_device, step_from, train_regression, train_step, xor_net)
+from .reference import (AND_EPOCHS, AND_LR, FIRST_SIZES, NOTES_X, NOTES_Y, REGRESSION_EPOCHS, REGRESSION_LR,
+                        XOR_EPOCHS, XOR_LR, XOR_SEED, Perceptron, first_network, linear_params, mse_grads,
+                        pick_device, square_grad_history, step_from, train_regression, train_step, xor_net)
 
 PERCEPTRON_SHAPES = {"linear.weight": (1, 2), "linear.bias": (1,)}
 XOR_SHAPES = [(4, 2), (4,), (1, 4), (1,)]  # Linear(2, 4) then Linear(4, 1), in parameters() order
@@ -238,6 +238,155 @@ def verdict_xor_setup(data: dict, ctx: Context) -> None:
 def verdict_device_choice(data: dict, ctx: Context) -> None:
     expect_device_choice(data)
 
+# -- q6: the gradients of "linear regression in 5 lines" -----------------------------------------
+def inputs_regression_grads(ctx: Context) -> dict:
+    """Three data sets of 8 to 20 points and starting weights away from the notes' (0, 0), used in turn."""
+    rng = ctx.rng
+    cases = []
+    for _ in range(3):
+        n = int(rng.integers(8, 21))
+        x = rng.uniform(-3, 5, size=n)
+        y = rng.uniform(-3, 3) * x + rng.uniform(-2, 2) + rng.normal(0, 0.5, size=n)
+        cases.append({"x": torch.from_numpy(x.astype(np.float32)), "y": torch.from_numpy(y.astype(np.float32)),
+                      "w0": float(np.round(rng.uniform(-2, 2), 3)), "b0": float(np.round(rng.uniform(-2, 2), 3))})
+    return {"cases": cases}
+
+
+def grad_pair(value, name: str) -> np.ndarray:
+    """Two numbers (dL/dw, dL/db), each a float or a one-element tensor."""
+    expect(isinstance(value, list) and len(value) == 2, f"{name} should return two values: (dL/dw, dL/db)")
+    return np.array([number(v, name) for v in value])
+
+
+def verdict_regression_grads(data: dict, ctx: Context) -> None:
+    grads = data.get("grads")
+    cases = ctx.inputs["cases"]
+    expect(isinstance(grads, list) and len(grads) == len(cases), "regression_grads could not be called")
+    right = [allclose_excess(grad_pair(value, "regression_grads"),
+                             mse_grads(case["x"].numpy(), case["y"].numpy(), case["w0"], case["b0"])) <= RTOL
+             for value, case in zip(grads, cases)]
+    expect(not right[0] or all(right),
+           "regression_grads is right on its first call but not on the next ones: create fresh w and b with "
+           "requires_grad=True inside the function (or zero their gradients), since backward() adds to .grad")
+    expect(all(right),
+           "regression_grads does not return the gradients of the mean squared error at (w0, b0) on the "
+           "grader's data: y_pred = w * x + b, loss = ((y_pred - y_true) ** 2).mean(), loss.backward(), "
+           "then w.grad and b.grad")
+
+
+def verdict_notes_grads(data: dict, ctx: Context) -> None:
+    got = np.array([number(data.get("dL_dw"), "dL_dw"), number(data.get("dL_db"), "dL_db")])
+    expect(allclose_excess(got, mse_grads(NOTES_X, NOTES_Y, 0.0, 0.0)) <= RTOL,
+           "`dL_dw` and `dL_db` are not the gradients of the mean squared error on the notes' five points "
+           "at w = b = 0")
+
+
+# -- q7: gradients accumulate: (w * 3) ** 2 ------------------------------------------------------
+def inputs_grad_history(ctx: Context) -> dict:
+    """Starting values with |w0| >= 0.3, 3 or 4 backward passes, with and without zeroing."""
+    rng = ctx.rng
+    cases = []
+    for zero_grad in (False, True, False):
+        w0 = float(np.round(rng.choice([-1.0, 1.0]) * rng.uniform(0.3, 2.0), 3))
+        cases.append({"w0": w0, "n": int(rng.integers(3, 5)), "zero_grad": zero_grad})
+    return {"cases": cases}
+
+
+def verdict_grad_history(data: dict, ctx: Context) -> None:
+    runs = data.get("runs")
+    cases = ctx.inputs["cases"]
+    expect(isinstance(runs, list) and len(runs) == len(cases), "grad_history could not be called")
+    for run, case in zip(runs, cases):
+        expected = square_grad_history(case["w0"], case["n"], case["zero_grad"])
+        values = numbers(run, "grad_history(...)")
+        expect(len(values) == case["n"], "grad_history(w0, n_backward, zero_grad) should return one value of "
+                                         "w.grad per backward pass (n_backward of them)")
+        aliased = np.allclose(values, values[-1]) and allclose_excess(values[-1:], expected[-1:]) <= RTOL
+        if not case["zero_grad"] and aliased:
+            raise Fail("grad_history's values are all the last one: w.grad is one tensor that backward() updates "
+                       "in place, so record w.grad.item() (or w.grad.clone()) after each pass")
+        which = "with zero_grad=True, zero w.grad before each backward pass" if case["zero_grad"] else \
+            "with zero_grad=False, never zero it: each backward() adds to (accumulates in) w.grad"
+        expect(allclose_excess(values, expected) <= RTOL,
+               f"grad_history does not follow w.grad over the backward passes of (w * 3) ** 2: {which}")
+    notes = data.get("notes")
+    names = ("grad_first", "grad_accumulated", "grad_after_zero")
+    got = np.array([number(v, name) for v, name in zip(notes, names)])
+    expected = square_grad_history(1.0, 2, False) + square_grad_history(1.0, 1, True)
+    expect(allclose_excess(got, expected) <= RTOL,
+           "`grad_first`, `grad_accumulated` and `grad_after_zero` should be w.grad after each of the notes' "
+           "three steps at w = 1: backward, backward again without zeroing (it accumulates), then zero_() and "
+           "backward")
+
+
+# -- q8: MyFirstNetwork and its parameter count ----------------------------------------------------
+def inputs_first_network(ctx: Context) -> dict:
+    """Sizes other than the notes' 2-4-3, all three different (so each parameter's shape names it), and inputs."""
+    rng = ctx.rng
+    sizes = [int(rng.integers(3, 6)), int(rng.integers(6, 9)), int(rng.integers(9, 12))]
+    return {"sizes": sizes, "x": torch.from_numpy(rng.uniform(-3, 3, size=(32, sizes[0])).astype(np.float32))}
+
+
+def loaded(net: nn.Sequential, params, name: str) -> nn.Sequential:
+    """`net` (the reference Linear -> ReLU -> Linear) with the student's parameters, matched by shape."""
+    by_shape = {}
+    for value in params if isinstance(params, list) else []:
+        values = array(value, f"a parameter of {name}")
+        by_shape[values.shape] = values
+    with torch.no_grad():
+        for target in net.parameters():
+            shape = tuple(target.shape)
+            expect(shape in by_shape and len(by_shape) == 4,
+                   f"{name} should hold exactly two nn.Linear layers, (n_input -> n_hidden) and "
+                   f"(n_hidden -> n_output): no parameter of shape {shape} found")
+            target.copy_(torch.from_numpy(np.array(by_shape[shape], dtype=np.float32)))
+    return net.eval()
+
+
+def verdict_first_network(data: dict, ctx: Context) -> None:
+    a, h, c = ctx.inputs["sizes"]
+    name = f"MyFirstNetwork({a}, {h}, {c})"
+    net = loaded(first_network(a, h, c), data.get("params"), name)
+    out = array(data.get("out"), f"the output of {name}", kind="tensor", shape=(len(ctx.inputs["x"]), c))
+    with torch.no_grad():
+        expected = net(ctx.inputs["x"]).numpy()
+    expect(allclose_excess(out, expected) <= RTOL,
+           f"{name}'s outputs are not Linear -> ReLU -> Linear on the grader's inputs: apply the ReLU to the hidden "
+           "layer, and return the output layer's raw logits (no activation at the end)")
+    shapes = data.get("net_shapes")
+    count = sum(int(np.prod(s)) for s in shapes) if isinstance(shapes, list) else -1
+    expect(count == linear_params(*FIRST_SIZES[:2]) + linear_params(*FIRST_SIZES[1:]),
+           "`net` should be MyFirstNetwork(n_input=2, n_hidden=4, n_output=3)")
+    expect(integer(data.get("n_params"), "n_params") == count,
+           "`n_params` should count every parameter of `net`, weights and biases: "
+           "sum(p.numel() for p in net.parameters())")
+
+
+# -- q9: the same network as an nn.Sequential ------------------------------------------------------
+def inputs_sequential(ctx: Context) -> dict:
+    """Weights for Linear(2, 4) and Linear(4, 3) (in parameters() order) and inputs."""
+    rng = ctx.rng
+    net = first_network(*FIRST_SIZES)
+    weights = [torch.from_numpy(rng.normal(0, 1, size=tuple(p.shape)).astype(np.float32)) for p in net.parameters()]
+    x = rng.uniform(-3, 3, size=(32, FIRST_SIZES[0]))
+    return {"weights": weights, "x": torch.from_numpy(x.astype(np.float32))}
+
+
+def verdict_sequential(data: dict, ctx: Context) -> None:
+    expect(data.get("sequential") is True, "`net_seq` should be an nn.Sequential")
+    expect(data.get("shapes") == [list(w.shape) for w in ctx.inputs["weights"]],
+           "`net_seq` should hold nn.Linear(2, 4) and nn.Linear(4, 3), with an activation between them")
+    net = first_network(*FIRST_SIZES)
+    with torch.no_grad():
+        for target, value in zip(net.parameters(), ctx.inputs["weights"]):
+            target.copy_(value)
+        expected = net.eval()(ctx.inputs["x"]).numpy()
+    out = array(data.get("out"), "the output of net_seq", kind="tensor", shape=expected.shape)
+    expect(allclose_excess(out, expected) <= RTOL,
+           "with the grader's weights copied in, `net_seq` does not compute what MyFirstNetwork computes: "
+           "nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3), with no softmax or other activation after the last "
+           "layer (raw logits)")
+
 
 CHECKS = [
     Check("q1", "learned w and b agree with the grader's run of the same loop", probes.regression,
@@ -264,6 +413,17 @@ CHECKS = [
                                      "epochs"),
     Check("q4", "both loss curves, axis labels and a legend", probes.curves, verdict_curves),
     Check("q4", "logarithmic y-axis", probes.curves, verdict_log_axis),
+    Check("q6", "regression_grads: autograd's gradients of the MSE on the grader's data and weights",
+          probes.regression_grads_on, verdict_regression_grads, inputs=inputs_regression_grads,
+          hint="fresh w and b with requires_grad=True, the mean of the squared errors, loss.backward()"),
+    Check("q6", "dL_dw and dL_db on the notes' five points", probes.notes_regression_grads, verdict_notes_grads),
+    Check("q7", "grad_history: w.grad over repeated backward passes, with and without zeroing, and the notes' "
+                "three steps", probes.grad_histories, verdict_grad_history, inputs=inputs_grad_history,
+          hint="backward() adds to w.grad; w.grad.zero_() resets it"),
+    Check("q8", "MyFirstNetwork on the grader's sizes and inputs (Linear -> ReLU -> Linear), and n_params",
+          probes.first_network_on, verdict_first_network, inputs=inputs_first_network),
+    Check("q9", "net_seq with the grader's weights copied in computes MyFirstNetwork's outputs",
+          probes.sequential_on, verdict_sequential, inputs=inputs_sequential),
 ]
 
 
