@@ -3,14 +3,98 @@ each known mistake fails its check with a message that names it."""
 from __future__ import annotations
 
 import functools
+import json
 
 import pytest
 import torch
 import torch.nn as nn
 
+from autograder.config import REPO_ROOT
 from harness import all_checks, assert_fails, module, outcome, reference, unlisted
 
 AID = "tensors"
+
+
+def _given_value_class():
+    """Question 16's Value engine, as the notebook gives it (run from the master's own cell)."""
+    cells = json.loads((REPO_ROOT / "solutions" / AID / f"{AID}.ipynb").read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells
+                  if c["cell_type"] == "code" and "".join(c["source"]).startswith("class Value:"))
+    namespace: dict = {}
+    exec(source, namespace)
+    return namespace["Value"]
+
+
+Value = _given_value_class()
+
+
+def micrograd_grads(x0, y0, relu_first=False):
+    x, y = Value(x0), Value(y0)
+    z = x * y + (x.relu() ** 2 if relu_first else (x ** 2).relu())
+    z.backward()
+    return z.data, x.grad, y.grad
+
+
+def torch_relu_first(x0, y0):
+    x = torch.tensor(float(x0), dtype=torch.float64, requires_grad=True)
+    y = torch.tensor(float(y0), dtype=torch.float64, requires_grad=True)
+    z = x * y + torch.relu(x) ** 2
+    z.backward()
+    return z.item(), x.grad.item(), y.grad.item()
+
+
+def chain_gradient(values, reduce="mean"):
+    x = torch.tensor(values, requires_grad=True)
+    z = (x * 2) ** 2
+    out = z.mean() if reduce == "mean" else z.sum()
+    out.backward()
+    return x.grad, [(x * 2).grad_fn.name(), z.grad_fn.name(), out.grad_fn.name()]
+
+
+def time_matmul(A, device, repeats=5, warm_up=True, sync="cuda", average=True):
+    """Question 17's timing; `sync` is "cuda" (correct), "never" or "always" (the mistakes)."""
+    import time
+
+    def synchronize():
+        if sync == "always" or (sync == "cuda" and device.type == "cuda"):
+            torch.cuda.synchronize()
+
+    A = A.to(device)
+    if warm_up:
+        A @ A
+    synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        A @ A
+    synchronize()
+    return (time.perf_counter() - start) / (repeats if average else 1)
+
+
+def time_matmul_per_run(A, device, repeats=5):
+    """An honest variant: `from time import perf_counter`, each run timed alone, is_available()."""
+    from time import perf_counter
+
+    A = A.to(device)
+    torch.mm(A, A)
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = perf_counter()
+        torch.matmul(A, A)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(perf_counter() - t0)
+    return sum(times) / len(times)
+
+
+class SimpleNetNoSigmoid(nn.Module):
+    def __init__(self, i, h, o):
+        super().__init__()
+        self.fc1, self.relu, self.fc2 = nn.Linear(i, h), nn.ReLU(), nn.Linear(h, o)
+
+    def forward(self, x):
+        return self.fc2(self.relu(self.fc1(x)))
 
 
 class SkipBlock(nn.Module):
@@ -94,7 +178,13 @@ def solved() -> dict:
             "train_relu_xor": ref.relu_xor_loss, "final_losses": final_losses,
             "convergence_rate": {h: sum(v < 0.01 for v in final_losses[h]) / n_seeds for h in final_losses},
             "pick_device": lambda: torch.device("cuda" if torch.cuda.is_available() else "cpu"),
-            "with_bias": with_bias, "predict_on": predict_on}
+            "with_bias": with_bias, "predict_on": predict_on,
+            **{name: getattr(ref, name) for name in (
+                "linear_map", "row_sums", "center_columns", "flatten_samples", "evenly_spaced", "numbered_grid",
+                "first_row_and_column", "sub_block", "chain_gradient", "df_manual", "df_autograd", "SimpleNet",
+                "parameter_table", "count_parameters", "torch_grads")},
+            "Value": Value, "micrograd_grads": micrograd_grads,
+            "time_matmul": time_matmul, "benchmark": ref.benchmark}
 
 
 CHECKS = all_checks(AID)
@@ -162,6 +252,79 @@ MISTAKES = {
                             lambda ns: {"with_bias": functools.partial(with_bias, on_cpu=True)}, "device=X.device"),
     "model_not_moved": ("q11", "predict_on on the CPU",
                         lambda ns: {"predict_on": functools.partial(predict_on, move_model=False)}, ".to(device)"),
+    "row_sums_dim0": ("q12", "tensor operations", lambda ns: {"row_sums": lambda A: A.sum(dim=0)}, "dim=1"),
+    "elementwise_not_matmul": ("q12", "tensor operations",
+                               lambda ns: {"linear_map": lambda X, W, b: (X * W.sum(1)).sum(1, keepdim=True) + b},
+                               "matrix product"),
+    "center_by_global_mean": ("q12", "tensor operations", lambda ns: {"center_columns": lambda A: A - A.mean()},
+                              "each column's mean"),
+    "center_by_row_mean": ("q12", "tensor operations", lambda ns: {"center_columns": lambda A: A - A.mean(dim=1)},
+                           "raised an error"),
+    "flatten_everything": ("q12", "tensor operations", lambda ns: {"flatten_samples": lambda T: T.flatten()},
+                           "batch"),
+    "arange_for_linspace": ("q13", "constructors", lambda ns: {
+        "evenly_spaced": lambda a, b, n: torch.arange(a, b, (b - a) / n)}, "linspace"),
+    "grid_column_major": ("q13", "constructors", lambda ns: {
+        "numbered_grid": lambda r, c: torch.arange(r * c).reshape(c, r).T}, "row by row"),
+    "row_column_swapped": ("q13", "constructors", lambda ns: {"first_row_and_column": lambda d: (d[:, 0], d[0])},
+                           "first row"),
+    "block_end_included": ("q13", "constructors", lambda ns: {
+        "sub_block": lambda d, r0, r1, c0, c1: d[r0:r1 + 1, c0:c1 + 1]}, "leaves out its end"),
+    "chain_sum_not_mean": ("q14", "grad_fn names", lambda ns: {
+        "chain_gradient": functools.partial(chain_gradient, reduce="sum")}, "mean"),
+    "chain_typed_8x_over_3": ("q14", "grad_fn names", lambda ns: {
+        "chain_gradient": lambda v: (8 * torch.tensor(v) / 3, ["MulBackward0", "PowBackward0", "MeanBackward0"])},
+                              "8x / "),
+    "df_manual_without_3": ("q14", "grad_fn names", lambda ns: {"df_manual": lambda x: 2 * x}, "by hand"),
+    "df_autograd_by_hand": ("q14", "grad_fn names", lambda ns: {"df_autograd": lambda x: 2.0 * x + 3.0},
+                            "autograd"),
+    "count_parameter_tensors": ("q15", "SimpleNet", lambda ns: {
+        "count_parameters": lambda net: len(list(net.parameters()))}, "numel"),
+    "simple_net_no_sigmoid": ("q15", "SimpleNet", lambda ns: {"SimpleNet": SimpleNetNoSigmoid}, "Sigmoid"),
+    "table_of_sizes": ("q15", "SimpleNet", lambda ns: {
+        "parameter_table": lambda net: {n: p.numel() for n, p in net.named_parameters()}}, "shape"),
+    "torch_relu_first": ("q16", "micrograd and torch", lambda ns: {"torch_grads": torch_relu_first}, "ReLU"),
+    "micrograd_relu_first": ("q16", "micrograd and torch", lambda ns: {
+        "micrograd_grads": functools.partial(micrograd_grads, relu_first=True)}, "ReLU"),
+    "clock_before_gpu_finishes": ("q17", "benchmark", lambda ns: {
+        "time_matmul": functools.partial(time_matmul, sync="never")}, "synchronize"),
+    "no_warm_up": ("q17", "benchmark", lambda ns: {"time_matmul": functools.partial(time_matmul, warm_up=False)},
+                   "warm-up"),
+    "synchronize_on_cpu": ("q17", "benchmark", lambda ns: {
+        "time_matmul": functools.partial(time_matmul, sync="always")}, "device.type == 'cuda'"),
+    "total_not_average": ("q17", "benchmark", lambda ns: {
+        "time_matmul": functools.partial(time_matmul, average=False)}, "average"),
+    "work_left_on_cpu": ("q17", "benchmark", lambda ns: {
+        "time_matmul": lambda A, device, repeats=5: time_matmul(A, torch.device("cpu"), repeats)}, "A.to(device)"),
+    "benchmark_different_work": ("q17", "benchmark", lambda ns: {
+        "benchmark": lambda n, device: (time_matmul(torch.randn(n, n), torch.device("cpu")),
+                                        time_matmul(torch.randn(n + 1, n + 1), device))}, "same"),
+    "micrograd_by_hand": ("q16", "micrograd and torch", lambda ns: {
+        "micrograd_grads": lambda x, y: (x * y + x * x, y + 2 * x, x)}, "backward"),
+}
+
+
+# Correct answers in other idioms: each must pass its check.
+VARIANTS = {
+    "operations_other_idioms": ("q12", "tensor operations", lambda ns: {
+        "linear_map": lambda X, W, b: torch.mm(X, W) + b.unsqueeze(0), "row_sums": lambda A: torch.sum(A, 1),
+        "center_columns": lambda A: A - A.mean(0, keepdim=True), "flatten_samples": lambda T: T.flatten(1)}),
+    "constructors_other_idioms": ("q13", "constructors", lambda ns: {
+        "evenly_spaced": lambda a, b, n: a + (b - a) * torch.arange(n) / (n - 1),
+        "numbered_grid": lambda r, c: torch.arange(r * c).view(r, c),
+        "first_row_and_column": lambda d: [d[0, :], d[:, 0]], "sub_block": lambda d, r0, r1, c0, c1: d[r0:r1][:, c0:c1]}),
+    "grad_fn_as_str": ("q14", "grad_fn names", lambda ns: {
+        "chain_gradient": lambda v: (lambda g, n: (g.tolist(), [f"<{m} object at 0x0>" for m in n]))(
+            *ns["chain_gradient"](v))}),
+    "count_with_generator": ("q15", "SimpleNet", lambda ns: {
+        "count_parameters": lambda net: sum(map(torch.numel, net.state_dict().values())),
+        "parameter_table": lambda net: dict((n, tuple(p.size())) for n, p in net.named_parameters())}),
+    "timing_per_run": ("q17", "benchmark", lambda ns: {"time_matmul": time_matmul_per_run}),
+    "torch_relu_function": ("q16", "micrograd and torch", lambda ns: {
+        "torch_grads": lambda x, y: (lambda xt, yt: (lambda z: (z.backward(), (z.item(), xt.grad.item(),
+                                                                                  yt.grad.item()))[1])(
+            xt * yt + torch.relu(xt ** 2)))(torch.tensor(float(x), dtype=torch.float64, requires_grad=True),
+                                             torch.tensor(float(y), dtype=torch.float64, requires_grad=True))}),
 }
 
 
@@ -174,3 +337,10 @@ def test_mistake_fails_its_check(solved, name):
     question, description, change, word = MISTAKES[name]
     namespace = {**solved, **change(solved)}
     assert_fails(AID, question, description, namespace, word)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_variant_passes_its_check(solved, name):
+    question, description, change = VARIANTS[name]
+    result = outcome(AID, question, description, {**solved, **change(solved)})
+    assert result["passed"], result

@@ -21,8 +21,9 @@ from autograder.checks import Context
 from autograder.config import load_config
 
 from . import verdicts
-from .reference import (accumulation_demo, f_prime, f_prime_autograd, grad_f, linear_model_run, relu_xor_losses,
-                        relu_xor_run, sequential_xor, xornet_run)
+from .reference import (accumulation_demo, center_columns, chain_gradient, f_prime, f_prime_autograd, grad_f,
+                        linear_map, linear_model_run, relu_xor_losses, relu_xor_run, sequential_xor,
+                        side_by_side_truth, torch_grads, xornet_run)
 
 DEFAULT_SEEDS = 30
 
@@ -92,7 +93,50 @@ def _tolerances(seed: int) -> dict[str, float]:
     measured["q10_1 RELU_TOLERANCE largest correct distance (either reading)"] = max(correct)
     measured["q10_1 RELU_TOLERANCE smallest mistake distance (not reseeded)"] = max(wrong)
     measured.update(_skip_distances(seed, verdicts.inputs_skip(ctx)["x8"]))
+    measured.update(_lesson_distances(ctx))
     return measured
+
+
+def _lesson_distances(ctx: Context) -> dict[str, float]:
+    """q12, q14 and q16 (OUTPUT_TOLERANCE): correct answers in float32 and in other idioms against the
+    verdicts' float64 truth, and the nearest realistic mistake of each."""
+    ops = verdicts.inputs_operations(ctx)
+    X, W, b, A = (ops[k] for k in ("X", "W", "b", "A"))
+    X64, W64, b64, A64 = (t.double() for t in (X, W, b, A))
+    truth_linear, truth_centered = (X64 @ W64 + b64).numpy(), (A64 - A64.mean(dim=0)).numpy()
+    chains = verdicts.inputs_lesson_autograd(ctx)["vectors"]
+    eight = [8 * np.array(v) / len(v) for v in chains]
+    points = verdicts.inputs_side_by_side(ctx)["points"]
+    truth = [side_by_side_truth(x, y) for x, y in points]
+    relu_first = [(x * y + max(x, 0) ** 2, y + 2 * max(x, 0), x) for x, y in points]
+    tol = verdicts.OUTPUT_TOLERANCE
+    return {
+        "q12 OUTPUT_TOLERANCE largest correct distance (linear_map and center_columns in float32, torch.mm, keepdim)":
+            max(verdicts.excess(linear_map(X, W, b).numpy(), truth_linear, *tol),
+                verdicts.excess((torch.mm(X, W) + b.unsqueeze(0)).numpy(), truth_linear, *tol),
+                verdicts.excess(center_columns(A).numpy(), truth_centered, *tol),
+                verdicts.excess((A - A.mean(0, keepdim=True)).numpy(), truth_centered, *tol)),
+        "q12 OUTPUT_TOLERANCE smallest mistake distance (centred by the mean of all entries)":
+            verdicts.excess((A - A.mean()).numpy(), truth_centered, *tol),
+        "q14 OUTPUT_TOLERANCE largest correct distance (x.grad in float32 against 8x/n)":
+            max(verdicts.excess(chain_gradient(v)[0].numpy(), e, *tol) for v, e in zip(chains, eight)),
+        "q14 OUTPUT_TOLERANCE smallest mistake distance (8x/3 typed in)":
+            min(verdicts.excess(8 * np.array(v) / 3, e, *tol) for v, e in zip(chains, eight)),
+        "q16 OUTPUT_TOLERANCE largest correct distance (torch float64 and float32)":
+            max(verdicts.excess([torch_grads(x, y) for x, y in points], truth, *tol),
+                verdicts.excess([_torch_grads_float32(x, y) for x, y in points], truth, *tol)),
+        "q16 OUTPUT_TOLERANCE smallest mistake distance (relu(x) ** 2)":
+            verdicts.excess(relu_first, truth, *tol),
+    }
+
+
+def _torch_grads_float32(x0: float, y0: float) -> tuple[float, float, float]:
+    """An honest variant of torch_grads that keeps the default float32."""
+    x = torch.tensor(float(x0), requires_grad=True)
+    y = torch.tensor(float(y0), requires_grad=True)
+    z = x * y + torch.relu(x ** 2)
+    z.backward()
+    return z.item(), x.grad.item(), y.grad.item()
 
 
 def _skip_distances(seed: int, x: torch.Tensor) -> dict[str, float]:

@@ -119,8 +119,9 @@ def train_sequential(seed: int, lr: float = 0.01, relu: bool = True) -> nn.Seque
 def sequential_xor(seed: int, lr: float = 0.01, relu: bool = True) -> float:
     """The largest |prediction - target| of question 8's trained network on the four XOR points."""
     X, Y, _ = xor_data()
+    model = train_sequential(seed, lr, relu)  # trained outside no_grad: its backward passes need the graph
     with torch.no_grad():
-        return (train_sequential(seed, lr, relu)(X) - Y).abs().max().item()
+        return (model(X) - Y).abs().max().item()
 
 
 def relu_xor_run(hidden: int, seed: int, epochs: int, reseed: bool = True) -> tuple[float, float]:
@@ -182,3 +183,126 @@ def f_prime_autograd(x0, dtype=torch.float64):
     x = torch.tensor(float(x0), dtype=dtype, requires_grad=True)
     (torch.exp(2 * x) / (1 + torch.exp(2 * x)) ** 2).backward()
     return x.grad.item()
+
+
+# -- questions 12 to 16: tensor operations, Lesson 5's autograd and modules, micrograd vs torch --
+def linear_map(X, W, b):
+    """Question 12: the matrix product, then the bias broadcast over the rows."""
+    return X @ W + b
+
+
+def row_sums(A):
+    return A.sum(dim=1)
+
+
+def center_columns(A):
+    """Each column minus its mean: a (D,) row broadcast over the N rows."""
+    return A - A.mean(dim=0)
+
+
+def flatten_samples(T):
+    return T.reshape(T.shape[0], -1)
+
+
+def evenly_spaced(start, stop, n):
+    """Question 13: n points from start to stop, both included."""
+    return torch.linspace(start, stop, n)
+
+
+def numbered_grid(rows, cols):
+    return torch.arange(rows * cols).reshape(rows, cols)
+
+
+def first_row_and_column(d):
+    return d[0], d[:, 0]
+
+
+def sub_block(d, r0, r1, c0, c1):
+    return d[r0:r1, c0:c1]
+
+
+def chain_gradient(values):
+    """Question 14: Lesson 5's y = 2x, z = y**2, out = z.mean(); (x.grad, the grad_fn names)."""
+    x = torch.tensor(values, dtype=torch.float32, requires_grad=True)
+    y = x * 2
+    z = y ** 2
+    out = z.mean()
+    out.backward()
+    return x.grad, [y.grad_fn.name(), z.grad_fn.name(), out.grad_fn.name()]
+
+
+def df_manual(x):
+    """f(x) = x**2 + 3x differentiated by hand."""
+    return 2 * x + 3
+
+
+def df_autograd(x0):
+    x = torch.tensor(float(x0), requires_grad=True)
+    (x ** 2 + 3 * x).backward()
+    return x.grad.item()
+
+
+class SimpleNet(nn.Module):
+    """Question 15: Lesson 5's first network, fc1 -> ReLU -> fc2 -> Sigmoid."""
+
+    def __init__(self, input_size, hidden_size, output_size):
+        super().__init__()
+        self.fc1 = nn.Linear(input_size, hidden_size)
+        self.relu = nn.ReLU()
+        self.fc2 = nn.Linear(hidden_size, output_size)
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x):
+        return self.sigmoid(self.fc2(self.relu(self.fc1(x))))
+
+
+def parameter_table(net):
+    return {name: tuple(param.shape) for name, param in net.named_parameters()}
+
+
+def count_parameters(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+def simple_net_formula(state: dict, x: torch.Tensor) -> np.ndarray:
+    """SimpleNet's output, sigmoid(W2 relu(W1 x + b1) + b2), from a state_dict's weights."""
+    h = torch.relu(x @ state["fc1.weight"].T + state["fc1.bias"])
+    return torch.sigmoid(h @ state["fc2.weight"].T + state["fc2.bias"]).numpy()
+
+
+def side_by_side_truth(x: float, y: float) -> tuple[float, float, float]:
+    """Question 16: z = x*y + relu(x**2), dz/dx and dz/dy (x**2 >= 0, so the ReLU passes it on)."""
+    return x * y + x * x, y + 2 * x, x
+
+
+def torch_grads(x0, y0):
+    """Question 16's torch side: (z, dz/dx, dz/dy) of z = x*y + (x**2).relu()."""
+    x = torch.tensor(float(x0), dtype=torch.float64, requires_grad=True)
+    y = torch.tensor(float(y0), dtype=torch.float64, requires_grad=True)
+    z = x * y + (x ** 2).relu()
+    z.backward()
+    return z.item(), x.grad.item(), y.grad.item()
+
+
+def synchronize_if_cuda(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_matmul(A, device, repeats=5):
+    """Question 17: the average seconds per A @ A on `device`, after a warm-up, synchronised on CUDA."""
+    import time
+
+    A = A.to(device)
+    A @ A
+    synchronize_if_cuda(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        A @ A
+    synchronize_if_cuda(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def benchmark(n, device):
+    A = torch.randn(n, n)
+    return time_matmul(A, torch.device("cpu")), time_matmul(A, device)

@@ -15,7 +15,7 @@ from autograder.wire import Array
 
 from . import probes
 from .reference import (RNG_LOCK, X_XOR, Y_XOR, XORNet, f_prime, linear_model_run, relu_xor_losses, sequential_net,
-                        skip_formula, xor_data, xornet_run)
+                        side_by_side_truth, simple_net_formula, skip_formula, xor_data, xornet_run)
 
 HIDDEN_SIZES = (2, 4, 8, 16)
 CONVERGED_LOSS = 0.01
@@ -423,6 +423,264 @@ def verdict_predict_on(data: dict, ctx: Context) -> None:
                "predict_on should not track gradients: compute model(X) inside torch.no_grad()")
 
 
+# -- q12: tensor operations (Chapter 29 29.2, Lesson 5) -------------------------------------------
+def inputs_operations(ctx: Context) -> dict:
+    """Non-square shapes (N != D), so a sum or a mean over the wrong dimension shows in the shape."""
+    n, d = (int(v) for v in ctx.rng.choice(np.arange(2, 7), size=2, replace=False))
+    k = int(ctx.rng.integers(2, 5))
+    shape = [n] + [int(v) for v in ctx.rng.integers(2, 4, size=3)]
+
+    def normal(*size):
+        return torch.from_numpy(ctx.rng.normal(size=size).astype(np.float32))
+
+    return {"X": normal(n, d), "W": normal(d, k), "b": normal(k), "A": normal(n, d) + 1.0, "T": normal(*shape)}
+
+
+def _result(value, call: str, tensor: bool = True):
+    """A probe's `attempt` result: the value, or a failure that quotes the student's error."""
+    if isinstance(value, str) and value.startswith("error:"):
+        raise Fail(f"`{call}` raised an error on the grader's inputs ({value[7:160]})")
+    expect(not tensor or isinstance(value, Array), f"`{call}` should return a tensor")
+    return value
+
+
+def verdict_operations(data: dict, ctx: Context) -> None:
+    X, W, b, A, T = (ctx.inputs[k].numpy().astype(np.float64) for k in ("X", "W", "b", "A", "T"))
+    n, d = A.shape
+    linear = array(_result(data.get("linear"), "linear_map(X, W, b)"), "linear_map(X, W, b)", shape=(n, W.shape[1]))
+    expect(close(linear, X @ W + b, *OUTPUT_TOLERANCE),
+           "`linear_map(X, W, b)` should be the matrix product X @ W plus the bias b broadcast over the rows")
+    sums = array(_result(data.get("sums"), "row_sums(A)"), "row_sums(A)")
+    expect(sums.shape != (d,) or not close(sums, A.sum(axis=0), *OUTPUT_TOLERANCE),
+           "`row_sums(A)` summed each column (dim=0): sum across each row with A.sum(dim=1)")
+    expect(sums.shape == (n,) and close(sums, A.sum(axis=1), *OUTPUT_TOLERANCE),
+           "`row_sums(A)` should return the sum of each row, shape (N,): A.sum(dim=1)")
+    centered = array(_result(data.get("centered"), "center_columns(A)"), "center_columns(A)", shape=(n, d))
+    expect(not close(centered, A - A.mean(), *OUTPUT_TOLERANCE),
+           "`center_columns(A)` subtracted the mean of all entries: subtract each column's mean, A.mean(dim=0)")
+    expect(close(centered, A - A.mean(axis=0), *OUTPUT_TOLERANCE),
+           "`center_columns(A)` should subtract each column's mean (A.mean(dim=0), broadcast over the rows)")
+    flat = array(_result(data.get("flat"), "flatten_samples(T)"), "flatten_samples(T)")
+    expect(flat.shape == (T.shape[0], int(np.prod(T.shape[1:]))),
+           f"`flatten_samples(T)` turned a {T.shape} tensor into {flat.shape}: keep the first (batch) dimension "
+           "and flatten the rest, T.view(T.shape[0], -1)")
+    expect(close(flat, T.reshape(T.shape[0], -1), *OUTPUT_TOLERANCE),
+           "`flatten_samples(T)` should keep each sample's values in order (view or reshape, not a transpose)")
+
+
+# -- q13: constructors and indexing (Lesson 5) ---------------------------------------------------
+def inputs_constructors(ctx: Context) -> dict:
+    start = round(float(ctx.rng.uniform(-3, 1)), 2)
+    stop = round(start + float(ctx.rng.uniform(1, 4)), 2)
+    rows, cols = (int(v) for v in ctx.rng.choice(np.arange(3, 8), size=2, replace=False))
+    r0, c0 = int(ctx.rng.integers(0, rows - 2)), int(ctx.rng.integers(0, cols - 2))
+    block = [r0, int(ctx.rng.integers(r0 + 2, rows + 1)), c0, int(ctx.rng.integers(c0 + 2, cols + 1))]
+    d = torch.from_numpy(ctx.rng.integers(-50, 50, size=(rows, cols)))
+    return {"space": [start, stop, int(ctx.rng.integers(4, 10))], "grid": [rows, cols], "d": d, "block": block}
+
+
+def verdict_constructors(data: dict, ctx: Context) -> None:
+    start, stop, n = ctx.inputs["space"]
+    spaced = array(_result(data.get("spaced"), "evenly_spaced(start, stop, n)"), "evenly_spaced(start, stop, n)")
+    expect(spaced.shape == (n,) and close(spaced, np.linspace(start, stop, n), *OUTPUT_TOLERANCE),
+           "`evenly_spaced(start, stop, n)` should hold n points from start to stop with both ends included: "
+           "torch.linspace(start, stop, n) (torch.arange leaves out the end)")
+    rows, cols = ctx.inputs["grid"]
+    grid = array(_result(data.get("grid"), "numbered_grid(rows, cols)"), "numbered_grid(rows, cols)",
+                 shape=(rows, cols))
+    expect(np.array_equal(grid, np.arange(rows * cols).reshape(rows, cols)),
+           "`numbered_grid(rows, cols)` should number the entries 0, 1, 2, ... row by row: "
+           "torch.arange(rows * cols).reshape(rows, cols)")
+    d = ctx.inputs["d"].numpy()
+    pair = data.get("row_col")
+    if isinstance(pair, str):
+        _result(pair, "first_row_and_column(d)")
+    expect(isinstance(pair, list) and len(pair) == 2, "`first_row_and_column(d)` should return two tensors")
+    row = array(pair[0], "the first row", shape=None)
+    column = array(pair[1], "the first column", shape=None)
+    expect(not (np.array_equal(row, d[:, 0]) and np.array_equal(column, d[0])),
+           "`first_row_and_column(d)` returned the column first: d[0] is the first row, d[:, 0] the first column")
+    expect(np.array_equal(row, d[0]) and np.array_equal(column, d[:, 0]),
+           "`first_row_and_column(d)` should return (d[0], d[:, 0]): the first row, then the first column")
+    r0, r1, c0, c1 = ctx.inputs["block"]
+    block = array(_result(data.get("block"), "sub_block(d, r0, r1, c0, c1)"), "sub_block(d, r0, r1, c0, c1)")
+    expect(np.array_equal(block, d[r0:r1, c0:c1]),
+           "`sub_block(d, r0, r1, c0, c1)` should be d[r0:r1, c0:c1]: rows r0 to r1 - 1 and columns c0 to c1 - 1 "
+           "(a slice leaves out its end)")
+
+
+# -- q14: Lesson 5's autograd: grad_fn, 8x/n, manual vs autograd ---------------------------------
+CHAIN_GRAD_FNS = ("MulBackward0", "PowBackward0", "MeanBackward0")
+
+
+def inputs_lesson_autograd(ctx: Context) -> dict:
+    """Vectors of 2, 4 and 5 to 7 entries (never the lesson's 3, so 8x/3 typed in fails)."""
+    lengths = [2, 4, int(ctx.rng.integers(5, 8))]
+    return {"vectors": [[round(float(v), 3) for v in ctx.rng.uniform(-3, 3, size=k)] for k in lengths],
+            "xs": [round(float(v), 3) for v in ctx.rng.uniform(-5, 5, size=3)]}
+
+
+def verdict_lesson_autograd(data: dict, ctx: Context) -> None:
+    chains = data.get("chains")
+    expect(isinstance(chains, list) and len(chains) == len(ctx.inputs["vectors"]), "could not call `chain_gradient`")
+    for values, result in zip(ctx.inputs["vectors"], chains):
+        if isinstance(result, str):
+            _result(result, "chain_gradient(values)", tensor=False)
+        expect(isinstance(result, list) and len(result) == 2, "`chain_gradient(values)` should return (x.grad, names)")
+        x = np.array(values, dtype=np.float64)
+        grad = numbers(result[0], "the x.grad returned by chain_gradient")
+        expect(grad.size == x.size, f"`chain_gradient` on {x.size} values should return x.grad with {x.size} entries")
+        names = result[1]
+        expect(isinstance(names, list) and len(names) == 3 and all(isinstance(v, str) for v in names),
+               "`chain_gradient` should return the names of the three grad_fn nodes (y, z, out) as strings")
+        if close(grad, 8 * x, *OUTPUT_TOLERANCE) or "Sum" in names[2]:
+            raise Fail("`chain_gradient`: out should be z.mean(), the average over the entries, not their sum")
+        expect(close(grad, 8 * x / x.size, *OUTPUT_TOLERANCE),
+               f"`chain_gradient` on {x.size} entries does not give x.grad = 8x / {x.size}: run the lesson's "
+               "y = x * 2, z = y ** 2, out = z.mean() and out.backward() on the given values")
+        expect(all(want in name for want, name in zip(CHAIN_GRAD_FNS, names)),
+               "`chain_gradient` should return the grad_fn names of y, z and out, e.g. y.grad_fn.name()")
+    _autograd_runs(data.get("chain_runs"), "chain_gradient", len(ctx.inputs["vectors"]))
+    xs = np.array(ctx.inputs["xs"], dtype=np.float64)
+    manual = data.get("manual")
+    expect(isinstance(manual, list) and len(manual) == xs.size
+           and close([number(v, "df_manual(x)") for v in manual], 2 * xs + 3),
+           "`df_manual(x)` should return the derivative of x**2 + 3x worked out by hand, 2x + 3")
+    auto = data.get("autograd")
+    expect(isinstance(auto, list) and len(auto) == xs.size
+           and close([number(v, "df_autograd(x)") for v in auto], 2 * xs + 3),
+           "`df_autograd(x)` does not return the derivative of x**2 + 3x at x")
+    _autograd_runs(data.get("autograd_runs"), "df_autograd", xs.size)
+
+
+# -- q15: Lesson 5's SimpleNet and its parameters -----------------------------------------------
+SIMPLE_NET_LAYERS = [["fc1", "Linear"], ["relu", "ReLU"], ["fc2", "Linear"], ["sigmoid", "Sigmoid"]]
+
+
+def inputs_simple_net(ctx: Context) -> dict:
+    sizes = [int(ctx.rng.integers(2, 6)), int(ctx.rng.integers(3, 9)), int(ctx.rng.integers(1, 4))]
+    return {"sizes": sizes, "x": torch.from_numpy(ctx.rng.normal(size=(7, sizes[0])).astype(np.float32)),
+            "stack": [int(v) for v in ctx.rng.integers(2, 9, size=int(ctx.rng.integers(3, 5)))]}
+
+
+def verdict_simple_net(data: dict, ctx: Context) -> None:
+    i, h, o = ctx.inputs["sizes"]
+    expect(data.get("layers") == SIMPLE_NET_LAYERS,
+           "SimpleNet should have the lesson's layers fc1 (Linear), relu (ReLU), fc2 (Linear) and sigmoid "
+           f"(Sigmoid), in that order; it has {data.get('layers')}")
+    shapes = {"fc1.weight": (h, i), "fc1.bias": (h,), "fc2.weight": (o, h), "fc2.bias": (o,)}
+    state = as_state_dict(data.get("state"), f"SimpleNet({i}, {h}, {o}).state_dict()", shapes)
+    x = ctx.inputs["x"]
+    out = array(_result(data.get("out"), f"SimpleNet({i}, {h}, {o})(x)"), f"SimpleNet({i}, {h}, {o})'s output",
+                shape=(x.shape[0], o))
+    expect(close(out, simple_net_formula(state, x), *OUTPUT_TOLERANCE),
+           f"SimpleNet({i}, {h}, {o}) does not compute sigmoid(fc2(relu(fc1(x)))) with its own weights")
+    table = _result(data.get("table"), "parameter_table(net)", tensor=False)
+    expect(isinstance(table, list) and [[k, tuple(v) if isinstance(v, list) else v] for k, v in table]
+           == [[k, v] for k, v in shapes.items()],
+           "`parameter_table(net)` should map each name of net.named_parameters() to its shape, in order")
+    stack = ctx.inputs["stack"]
+    expected = {"SimpleNet": i * h + h + h * o + o, "a stack of nn.Linear layers":
+                sum(a * c + c for a, c in zip(stack, stack[1:]))}
+    for key, what in (("count", "SimpleNet"), ("stack_count", "a stack of nn.Linear layers")):
+        value = data.get(key)
+        if isinstance(value, str):
+            _result(value, "count_parameters(net)", tensor=False)
+        expect(integer(value, "count_parameters(net)") == expected[what],
+               f"`count_parameters` on {what} does not count every entry of every parameter tensor: "
+               "sum p.numel() over net.parameters()")
+
+
+# -- q16: Chapter 28 28.6, the same computation in micrograd and in torch ------------------------
+def inputs_side_by_side(ctx: Context) -> dict:
+    """Four points, at least two with x < 0 (where relu(x) ** 2 and relu(x ** 2) differ)."""
+    xs = np.concatenate([-ctx.rng.uniform(0.2, 3, size=2), ctx.rng.uniform(-3, 3, size=2)])
+    ys = ctx.rng.uniform(-3, 3, size=4)
+    order = ctx.rng.permutation(4)
+    return {"points": [[round(float(xs[i]), 3), round(float(ys[i]), 3)] for i in order]}
+
+
+def verdict_side_by_side(data: dict, ctx: Context) -> None:
+    points = ctx.inputs["points"]
+    truth = np.array([side_by_side_truth(x, y) for x, y in points])
+    for key, name, runs in (("micro", "micrograd_grads", "micro_runs"), ("torch", "torch_grads", "torch_runs")):
+        values = data.get(key)
+        expect(isinstance(values, list) and len(values) == len(points), f"could not call `{name}`")
+        for value in values:
+            if isinstance(value, str):
+                _result(value, f"{name}(x0, y0)", tensor=False)
+        got = _pairs(values, name, 3)
+        if not close(got, truth, *OUTPUT_TOLERANCE):
+            x, y = np.array(points, dtype=np.float64).T
+            relu_first = np.stack([x * y + np.maximum(x, 0) ** 2, y + 2 * np.maximum(x, 0), x], axis=1)
+            expect(not close(got, relu_first, *OUTPUT_TOLERANCE),
+                   f"`{name}` applies the ReLU before squaring: the chapter's z = x*y + (x**2).relu() squares x "
+                   "first, so relu(x) ** 2 differs for x < 0")
+            raise Fail(f"`{name}(x0, y0)` does not return (z, dz/dx, dz/dy) for z = x*y + (x**2).relu()")
+        counts = data.get(runs)
+        expect(isinstance(counts, list) and all(isinstance(v, int) and v >= 1 for v in counts),
+               f"`{name}` should compute the gradients with the engine's backward pass "
+               f"({'z.backward() on Value objects' if key == 'micro' else 'z.backward() on torch tensors'}), "
+               "not from a formula worked out by hand")
+
+
+# -- q17: Lesson 5's CPU-vs-GPU benchmark, graded on what the code does (never on the times) ------
+TIMED_PER_PRODUCT = 0.5  # probes.traced_timing's fake clock: 0.5 s per matrix product
+
+
+def inputs_benchmark(ctx: Context) -> dict:
+    n = int(ctx.rng.integers(3, 9))
+    return {"n": n, "repeats": int(ctx.rng.integers(3, 7)),
+            "A": torch.from_numpy(ctx.rng.normal(size=(n, n)).astype(np.float32))}
+
+
+def _trace(run, call: str) -> tuple[list, list, list]:
+    expect(isinstance(run, dict), f"could not run `{call}`")
+    _result(run.get("value"), call, tensor=False)
+    events = run.get("events")
+    expect(isinstance(events, list), f"could not trace `{call}`")
+    kinds = [e[0] if isinstance(e, list) and e else "" for e in events]
+    return events, [i for i, k in enumerate(kinds) if k == "work"], [i for i, k in enumerate(kinds) if k == "clock"]
+
+
+def verdict_benchmark(data: dict, ctx: Context) -> None:
+    repeats, n = ctx.inputs["repeats"], ctx.inputs["n"]
+    call = f"time_matmul(A, device, repeats={repeats})"
+    events, works, clocks = _trace(data.get("gpu"), call)
+    expect(works, f"`{call}` never computed A @ A")
+    places = sorted({str(events[i][1]) for i in works})
+    expect(all(p.startswith("meta") for p in places),
+           f"on a GPU, `{call}` ran A @ A on {', '.join(places)}: move A to the device first (A.to(device))")
+    expect(len(clocks) >= 2, f"`{call}` should read the clock (time.perf_counter()) before and after the timed products")
+    expect(works[0] < clocks[0], f"`{call}` has no warm-up: compute A @ A once before starting the clock, so the "
+                                 "first call's one-off costs (CUDA start-up) are not timed")
+    for c in clocks:
+        before = [w for w in works if w < c]
+        expect(not before or "sync" in [events[i][0] for i in range(before[-1] + 1, c)],
+               f"on a GPU, `{call}` read the clock right after queuing A @ A: GPU kernels run asynchronously, so "
+               "call torch.cuda.synchronize() between the work and every clock read")
+    timed = sum(1 for w in works if clocks[0] < w < clocks[-1])
+    expect(timed == repeats, f"`{call}` timed {timed} products between its first and last clock reads, not {repeats}")
+    value = number(data["gpu"]["value"], call)
+    expect(abs(value - TIMED_PER_PRODUCT) < 1e-6,
+           f"`{call}` should return the average time per product, (end - start) / repeats")
+    cpu_call = "time_matmul(A, torch.device('cpu'), repeats)"
+    events, works, _ = _trace(data.get("cpu"), cpu_call)
+    expect("sync" not in [e[0] for e in events if isinstance(e, list) and e],
+           f"`{cpu_call}` called torch.cuda.synchronize(), which raises on a machine without a GPU: synchronise "
+           "only when device.type == 'cuda'")
+    expect(works and all(str(events[i][1]) == "cpu" for i in works), f"`{cpu_call}` should compute A @ A on the CPU")
+    expect(abs(number(data["cpu"]["value"], cpu_call) - TIMED_PER_PRODUCT) < 1e-6,
+           f"`{cpu_call}` should return the average time per product")
+    events, works, _ = _trace(data.get("benchmark"), "benchmark(n, device)")
+    pair = data["benchmark"]["value"]
+    expect(isinstance(pair, list) and len(pair) == 2, "`benchmark(n, device)` should return (cpu_time, device_time)")
+    for device in ("cpu", "meta"):
+        shapes = [events[i][2] for i in works if str(events[i][1]).startswith(device)]
+        expect(shapes and all(s == [[n, n]] for s in shapes),
+               f"`benchmark({n}, device)` should time the same ({n}, {n}) product on the CPU and on the device")
+
+
 CHECKS = [
     Check("q1", "t_int: the random integer tensor and its float copy", probes.int_tensor, verdict_int_tensor,
           hint="torch.randint(low, high, size) never returns `high`"),
@@ -460,6 +718,19 @@ CHECKS = [
           inputs=inputs_device, hint="create new tensors with device=X.device, dtype=X.dtype"),
     Check("q11", "predict_on on the CPU and on another device", probes.device_runs, verdict_predict_on,
           inputs=inputs_device, hint="move both the model and X with .to(device)"),
+    Check("q12", "the tensor operations on the grader's tensors", probes.tensor_operations, verdict_operations,
+          inputs=inputs_operations, hint="dim=1 runs across a row; dim=0 down a column"),
+    Check("q13", "constructors and indexing on the grader's sizes", probes.constructors, verdict_constructors,
+          inputs=inputs_constructors, hint="torch.linspace includes the end; torch.arange and slices leave it out"),
+    Check("q14", "grad_fn names, 8x/n and manual vs autograd at fresh values", probes.lesson_autograd,
+          verdict_lesson_autograd, inputs=inputs_lesson_autograd),
+    Check("q15", "SimpleNet and its parameters at the grader's sizes", probes.simple_net, verdict_simple_net,
+          inputs=inputs_simple_net),
+    Check("q16", "micrograd and torch agree with the grader at fresh points", probes.side_by_side,
+          verdict_side_by_side, inputs=inputs_side_by_side),
+    Check("q17", "the benchmark's warm-up, synchronisation and work, traced on a stand-in GPU", probes.benchmark_trace,
+          verdict_benchmark, inputs=inputs_benchmark,
+          hint="warm up once, then torch.cuda.synchronize() before each clock read when device.type == 'cuda'"),
 ]
 
 
