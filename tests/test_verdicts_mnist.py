@@ -158,6 +158,35 @@ def _calibrate():
     return module(AID, "calibrate")
 
 
+def _train_model_measuring_before_step(model, X_train, y_train, X_val, y_val, criterion, optimizer, n_epochs,
+                                       patience):
+    """A mistake: the training accuracy in eval() mode, but of the weights before the epoch's step."""
+    ref = module(AID, "reference")
+    before = []
+
+    def train_accuracy(net, outputs, X, y):
+        return before.pop()
+
+    original_step = optimizer.step
+
+    def step(*args, **kwargs):
+        before.append(100 * ref.accuracy(model, X_train, y_train))
+        model.train()
+        return original_step(*args, **kwargs)
+
+    optimizer.step = step
+    return ref.train_model(model, X_train, y_train, X_val, y_val, criterion, optimizer, n_epochs, patience,
+                           train_accuracy=train_accuracy)
+
+
+@pytest.mark.parametrize("variant", ["eval_train_accuracy", "inference_mode_accuracy"])
+def test_train_accuracy_variants_pass(solved, variant):
+    measure = getattr(_calibrate(), variant)
+    result = outcome(AID, "q3", "training accuracy of train_model",
+                     {**solved, "train_model": functools.partial(solved["train_model"], train_accuracy=measure)})
+    assert result["passed"], result
+
+
 MISTAKES = {  # name: (question, check, change of the namespace, word of the feedback); names from mnist.yml
     "pixels_not_scaled": ("q1", "six tensors", lambda ns: {"X_train_mnist": ns["X_train_mnist"] * 255}, "scale"),
     "labels_float": ("q1", "six tensors", lambda ns: {"y_val_mnist": ns["y_val_mnist"].float()}, "torch.long"),
@@ -167,6 +196,14 @@ MISTAKES = {  # name: (question, check, change of the namespace, word of the fee
                                                                                          lr=0.001)}, "weight_decay"),
     "best_state_shallow_copy": ("q3", "train_model on the grader's problem", lambda ns: {
         "train_model": functools.partial(ns["train_model"], snapshot=_calibrate().shallow_state)}, "copy"),
+    "train_acc_from_training_step": ("q3", "training accuracy of train_model", lambda ns: {
+        "train_model": functools.partial(ns["train_model"], train_accuracy=_calibrate().step_outputs_accuracy)},
+                                     "eval()"),
+    "train_acc_in_train_mode": ("q3", "training accuracy of train_model", lambda ns: {
+        "train_model": functools.partial(ns["train_model"], train_accuracy=_calibrate().train_mode_accuracy)},
+                                "eval()"),
+    "train_acc_before_step": ("q3", "training accuracy of train_model", lambda ns: {
+        "train_model": _train_model_measuring_before_step}, "after the step"),
     "best_epoch_off_by_one": ("q3", "the MNIST run", lambda ns: {
         "history": {**ns["history"], "best_epoch": ns["history"]["best_epoch"] - 1}}, "best_epoch"),
     "no_zero_grad_in_train_model": ("q3", "test accuracy measured", lambda ns: {"model": ns["MNISTNet"]()},

@@ -23,8 +23,9 @@ from autograder.config import load_config
 from autograder.data import DATA_DIR
 
 from . import probes, verdicts
-from .reference import (PATIENCE, MNISTNet, accuracy, adam, architectures, clone_state, predict, reference_epoch,
-                        train_epoch, train_full_batch, train_loader, train_mini_batch, train_model, train_step)
+from .reference import (PATIENCE, MNISTNet, accuracy, adam, architectures, clone_state, eval_train_accuracy, predict,
+                        reference_epoch, train_epoch, train_full_batch, train_loader, train_mini_batch, train_model,
+                        train_step)
 
 DEFAULT_SEEDS = 20
 AID = "mnist"
@@ -56,6 +57,29 @@ def late_state(model: nn.Module) -> dict:
 
     handle = model.register_forward_pre_hook(take)
     return state
+
+
+# The training accuracy of `train_model` (its `train_accuracy` argument): correct variants and mistakes.
+def inference_mode_accuracy(model, outputs, X, y) -> float:
+    model.eval()
+    with torch.inference_mode():
+        return 100.0 * (model(X).argmax(dim=1) == y).sum().item() / len(y)
+
+
+def step_outputs_accuracy(model, outputs, X, y) -> float:
+    """A mistake (the notes' version): the training step's outputs, with dropout on, before the step."""
+    with torch.no_grad():
+        return (outputs.argmax(dim=1) == y).float().mean().item() * 100
+
+
+def train_mode_accuracy(model, outputs, X, y) -> float:
+    """A mistake: a fresh pass after the step, but still in train() mode (dropout on)."""
+    with torch.no_grad():
+        return (model(X).argmax(dim=1) == y).float().mean().item() * 100
+
+
+TRAIN_ACCURACIES = {eval_train_accuracy: True, inference_mode_accuracy: True, step_outputs_accuracy: False,
+                    train_mode_accuracy: False}
 
 
 # `train_epoch` as students write it: correct variants and the nearest mistakes.
@@ -184,6 +208,15 @@ def _tolerances(seed: int, ref: dict, assignment, model: nn.Module, history: dic
     for snapshot, correct in SNAPSHOTS.items():
         data = _as_probed(probes.train_function(functools.partial(train_model, snapshot=snapshot), ctx.inputs))
         note("PROBE_RESTORE_TOLERANCE", correct, verdicts.probe_restore_gap(data, ctx))
+
+    # q3: the training accuracy of train_model on the grader's problem with dropout, on 1 and 2 threads
+    ctx = context()
+    ctx.inputs = verdicts.inputs_train_accuracy(ctx)
+    for measure, correct in TRAIN_ACCURACIES.items():
+        for threads in (1, 2):
+            run = functools.partial(train_model, train_accuracy=measure)
+            data = _as_probed(_threads(threads, lambda: probes.train_accuracy_run(run, ctx.inputs)))
+            note("ACC_TOLERANCE (q3 training accuracy)", correct, verdicts.train_accuracy_gap(data, ctx))
 
     # q3 MNIST run: the restored weights on 1 and 2 threads; the loss one epoch before the best
     val = np.asarray(history["val_losses"])

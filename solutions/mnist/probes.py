@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from autograder.probe_tools import figure_summary, fresh_outputs, watched_run
 
-from .reference import EPOCH_BATCH, PROBE_EPOCHS, PROBE_LR, PROBE_PATIENCE, epoch_net, mnist_split, probe_net
+from .reference import (ACC_PROBE_EPOCHS, EPOCH_BATCH, PROBE_EPOCHS, PROBE_LR, PROBE_PATIENCE, dropout_net, epoch_net,
+                        mnist_split, probe_net)
 
 
 def weights(net) -> list:
@@ -51,6 +52,20 @@ def train_function(train_model, inputs) -> dict:
         history = train_model(net, inputs["X_tr"], inputs["y_tr"], inputs["X_v"], inputs["y_v"],
                               nn.CrossEntropyLoss(), opt, n_epochs=PROBE_EPOCHS, patience=PROBE_PATIENCE)
     return dict(history=history, params=weights(net))
+
+
+def train_accuracy_run(train_model, inputs) -> dict:
+    """`train_model` on the grader's problem with dropout, without early stopping; a copy of the
+    weights after every optimizer step, so the grader can measure each epoch's training accuracy."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = dropout_net()
+        opt = optim.Adam(net.parameters(), lr=PROBE_LR)
+        after_steps = []
+        opt.register_step_post_hook(lambda *_: after_steps.append([p.detach().clone() for p in net.parameters()]))
+        history = train_model(net, inputs["X_tr"], inputs["y_tr"], inputs["X_v"], inputs["y_v"],
+                              nn.CrossEntropyLoss(), opt, n_epochs=ACC_PROBE_EPOCHS, patience=ACC_PROBE_EPOCHS)
+    return dict(history=history, after_steps=after_steps)
 
 
 def mnist_run(history, model) -> dict:

@@ -19,6 +19,11 @@ WEIGHT_DECAY = 1e-4
 PROBE_EPOCHS = 60
 PROBE_PATIENCE = 5
 PROBE_LR = 0.01
+# q3: the grader's problem for the training accuracy: a network with dropout, trained without early
+# stopping; the history's training accuracies are compared with the grader's, epoch by epoch.
+ACC_PROBE_ROWS = 256
+ACC_PROBE_EPOCHS = 12
+ACC_PROBE_DROPOUT = 0.5
 # q9: the grader's own mini-batch problem for `train_epoch` (plain SGD, so every step is exact).
 EPOCH_ROWS = 64
 EPOCH_BATCH = 16
@@ -62,6 +67,11 @@ def probe_net() -> nn.Sequential:
     return nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
 
 
+def dropout_net() -> nn.Sequential:
+    """The small network with dropout on which `train_model`'s training accuracy is checked."""
+    return nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Dropout(ACC_PROBE_DROPOUT), nn.Linear(32, 10))
+
+
 def epoch_net() -> nn.Sequential:
     """The small network `train_epoch` is tried on."""
     return nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
@@ -100,20 +110,25 @@ def clone_state(model: nn.Module) -> dict:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+def eval_train_accuracy(model, outputs, X, y) -> float:
+    """The training accuracy (percent) of the weights after the step, in eval() mode (dropout off)."""
+    return 100 * accuracy(model, X, y)
+
+
 def train_model(model, X_train, y_train, X_val, y_val, criterion, optimizer, n_epochs, patience,
-                snapshot=clone_state):
+                snapshot=clone_state, train_accuracy=eval_train_accuracy):
     """The prompt's `train_model`: full-batch training with early stopping on the validation loss,
     the best epoch's weights restored. Returns the history dict of the prompt.
 
-    `snapshot(model)` takes the best weights (calibration passes realistic mistakes).
+    `snapshot(model)` takes the best weights and `train_accuracy(model, outputs, X_train, y_train)`
+    the epoch's training accuracy (calibration passes realistic mistakes for both).
     """
     history = {"train_losses": [], "val_losses": [], "train_accs": [], "val_accs": []}
     best_val_loss, best_epoch, best_state = float("inf"), 0, None
     for epoch in range(n_epochs):
         outputs, loss = train_step(model, X_train, y_train, criterion, optimizer)
         history["train_losses"].append(loss.item())
-        with torch.no_grad():
-            history["train_accs"].append((outputs.argmax(dim=1) == y_train).float().mean().item() * 100)
+        history["train_accs"].append(train_accuracy(model, outputs, X_train, y_train))
         model.eval()
         with torch.no_grad():
             val_out = model(X_val)

@@ -17,8 +17,9 @@ from autograder.data import DATA_DIR, prepare
 from autograder.probe_tools import device_choice, training_setup
 
 from . import probes
-from .reference import (BATCH_SIZE, EPOCH_LR, EPOCH_ROWS, PATIENCE, PROBE_EPOCHS, PROBE_PATIENCE, MNISTNet,
-                        accuracy, architectures, epoch_net, mnist_split, predict, probe_net, reference_epoch)
+from .reference import (ACC_PROBE_ROWS, BATCH_SIZE, EPOCH_LR, EPOCH_ROWS, PATIENCE, PROBE_EPOCHS, PROBE_PATIENCE,
+                        MNISTNet, accuracy, architectures, dropout_net, epoch_net, mnist_split, predict, probe_net,
+                        reference_epoch)
 
 SPLITS = {"train": ("X_train_mnist", "y_train_mnist", 5000),
           "val": ("X_val_mnist", "y_val_mnist", 1000),
@@ -30,7 +31,8 @@ PIXEL_TOLERANCE = 1e-6  # q1: |pixel - grader's pixel| on the compared rows
 PRED_TOLERANCE = 10  # test predictions that may differ from the grader's (float ties across thread counts;
 #                      measured 0 between 1 and 2 threads, 845 for predictions with dropout on)
 ACC_TOLERANCE = 0.15  # percentage points between a reported accuracy and the grader's measurement (measured:
-#                      0 for correct answers, >= 0.68 for a val accuracy taken with dropout on)
+#                      0 for correct answers, >= 0.68 for a val accuracy taken with dropout on; on q3's
+#                      training-accuracy problem one image is 100 / ACC_PROBE_ROWS = 0.39 points)
 PROBE_RESTORE_TOLERANCE = 1e-5  # q3: |restored - lowest val loss| / max(1, lowest) on the grader's problem
 RESTORE_TOLERANCE = 1e-4  # q3: the same on the MNIST run
 PERCENT_TOLERANCE = 1e-3  # q4: |test_acc - the percentage of correct test_preds|
@@ -164,14 +166,23 @@ def _history(value, name: str) -> dict:
     return out
 
 
-def inputs_noise(ctx: Context) -> dict:
+def noise_problem(ctx: Context, n_train: int, n_val: int) -> dict:
+    """Uniform images with random labels, drawn with the check's generator."""
     def images(n):
         return torch.from_numpy(ctx.rng.uniform(0.0, 1.0, size=(n, 784)).astype(np.float32))
 
     def labels(n):
         return torch.from_numpy(ctx.rng.integers(0, 10, size=n).astype(np.int64))
 
-    return {"X_tr": images(64), "y_tr": labels(64), "X_v": images(64), "y_v": labels(64)}
+    return {"X_tr": images(n_train), "y_tr": labels(n_train), "X_v": images(n_val), "y_v": labels(n_val)}
+
+
+def inputs_noise(ctx: Context) -> dict:
+    return noise_problem(ctx, 64, 64)
+
+
+def inputs_train_accuracy(ctx: Context) -> dict:
+    return noise_problem(ctx, ACC_PROBE_ROWS, 64)
 
 
 def probe_restore_gap(data: dict, ctx: Context) -> float:
@@ -191,6 +202,28 @@ def verdict_train_function(data: dict, ctx: Context) -> None:
     expect(probe_restore_gap(data, ctx) <= PROBE_RESTORE_TOLERANCE,
            "on the grader's problem, the model did not end with the weights of its best epoch: snapshot them "
            "with a real copy (clone every tensor) and restore them after the loop")
+
+
+def train_accuracy_gap(data: dict, ctx: Context) -> float:
+    """On the grader's problem with dropout: the largest gap (percentage points) between
+    history['train_accs'] and the accuracy, dropout off, of the weights after that epoch's step."""
+    h = _history(data.get("history"), "train_model(...)")
+    steps = data.get("after_steps")
+    expect(isinstance(steps, list) and len(steps) == len(h["train_accs"]),
+           "train_model should take one optimizer step per epoch and record one training accuracy per epoch")
+    gap = 0.0
+    for reported, params in zip(h["train_accs"], steps):
+        net = load_params(dropout_net(), params, "the grader's test network")
+        gap = max(gap, percent_gap(reported, accuracy(net, ctx.inputs["X_tr"], ctx.inputs["y_tr"]),
+                                   "history['train_accs']"))
+    return gap
+
+
+def verdict_train_accuracy(data: dict, ctx: Context) -> None:
+    expect(train_accuracy_gap(data, ctx) <= ACC_TOLERANCE,
+           "on the grader's problem (a network with dropout), history['train_accs'] is not the training accuracy "
+           "of the weights after each epoch's step with dropout off: measure it in eval() mode, under "
+           "torch.no_grad(), after the step (the outputs of the training step come from dropout)")
 
 
 def mnist_restore_gap(model: nn.Module, h: dict, ctx: Context) -> float:
@@ -439,6 +472,11 @@ CHECKS = [
     Check("q3", "train_model on the grader's problem: early stopping and restored best weights",
           probes.train_function, verdict_train_function, inputs=inputs_noise,
           hint="best_state must be a real copy ({k: v.clone() ...}), restored with model.load_state_dict"),
+    Check("q3", "training accuracy of train_model on the grader's network with dropout: every epoch's, "
+                "measured in eval() mode after the step", probes.train_accuracy_run, verdict_train_accuracy,
+          inputs=inputs_train_accuracy,
+          hint="after the step, switch to model.eval() and compute the training accuracy from a fresh forward "
+               "pass over X_train under torch.no_grad()"),
     Check("q3", "the MNIST run: history, early stopping and restored weights", probes.mnist_run, verdict_history),
     Check("q3", "test accuracy measured by the grader from your weights", probes.mnist_run, verdict_test_accuracy,
           hint="check the five steps in train_model: optimizer.zero_grad() before loss.backward(), then "
