@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from harness import all_checks, assert_fails, module, outcome, reference, suite, unlisted
 
@@ -81,7 +82,54 @@ def solved(folder) -> dict:
             "full_load_error": "UnpicklingError", "save_checkpoint": save_checkpoint,
             "load_checkpoint": load_checkpoint, "train_epoch": ref.train_epoch, "validate": ref.validate,
             "pick_device": ref.pick_device, "train_model": ref.train_model, "run": run,
-            "history": run["history"], "model": run["model"], "focal_loss": ref.focal_loss}
+            "history": run["history"], "model": run["model"], "focal_loss": ref.focal_loss,
+            "run_adamw": _run_adamw, "split_dataset": ref.split_dataset, "validate_binary": ref.validate_binary,
+            "binary_model": _binary_model(ref), "ImageFolderDataset": _image_folder()}
+
+
+def _image_folder(scale=255.0, channels_first=True, mode="RGB", order=sorted, suffix=".png"):
+    """The notebook's ImageFolderDataset, with the knobs of its realistic mistakes."""
+    from PIL import Image
+
+    class ImageFolderDataset(torch.utils.data.Dataset):
+        def __init__(self, root):
+            self.classes = order(name for name in os.listdir(root) if os.path.isdir(os.path.join(root, name)))
+            self.samples = [(os.path.join(root, name, file), label) for label, name in enumerate(self.classes)
+                            for file in sorted(os.listdir(os.path.join(root, name))) if file.endswith(suffix)]
+
+        def __len__(self):
+            return len(self.samples)
+
+        def __getitem__(self, idx):
+            path, label = self.samples[idx]
+            pixels = torch.from_numpy(np.asarray(Image.open(path).convert(mode), dtype=np.float32) / scale)
+            if pixels.dim() == 3 and channels_first:
+                pixels = pixels.permute(2, 0, 1)
+            return pixels, label
+    return ImageFolderDataset
+
+
+def _torchvision_image_folder(root):
+    from torchvision import datasets, transforms
+    return datasets.ImageFolder(root, transform=transforms.ToTensor())
+
+
+def _run_adamw(start=(-1.0, 1.0), optimizer_class=torch.optim.AdamW, lr=0.01):
+    return module(AID, "reference").optimize_with(optimizer_class, lr, start=start, weight_decay=0.01)
+
+
+def _binary_model(ref, epochs=10, lr=0.001, sigmoid=True):
+    """The notebook's binary classifier: Classifier(10, [64, 32], 1) + Sigmoid, 10 epochs of BCELoss."""
+    torch.manual_seed(0)
+    X = torch.randn(1000, 10)
+    train, _ = ref.split_dataset(TensorDataset(X, ref.simple_labels(X)), 0.8, seed=0)
+    loader = DataLoader(train, batch_size=32, shuffle=True)
+    body = ref.Classifier(10, [64, 32], 1)
+    model = nn.Sequential(body, nn.Sigmoid())
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        ref.train_epoch(model, loader, nn.BCELoss(), optimizer, torch.device("cpu"))
+    return model if sigmoid else body
 
 
 def _namespace(solved: dict, question: str) -> dict:
@@ -197,6 +245,90 @@ def _focal_log_of_softmax(logits, targets, gamma=2.0):
     return (-(1 - pt) ** gamma * torch.log(pt)).mean()
 
 
+def _adamw_by_hand(start=(-1.0, 1.0)):
+    x = torch.tensor(start, dtype=torch.float32, requires_grad=True)
+    adam = torch.optim.Adam([x], lr=0.01)
+    path, losses = [x.detach().clone().numpy()], []
+    for _ in range(100):
+        adam.zero_grad()
+        loss = (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+        loss.backward()
+        with torch.no_grad():
+            x.mul_(1 - 0.01 * 0.01)
+        adam.step()
+        path.append(x.detach().clone().numpy())
+        losses.append(loss.item())
+    return np.array(path), losses
+
+
+def _split_randperm(dataset, train_fraction=0.8, seed=0):
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    cut = int(train_fraction * len(dataset))
+    return Subset(dataset, order[:cut]), Subset(dataset, order[cut:])
+
+
+def _split_global_seed(dataset, train_fraction=0.8, seed=0):
+    torch.manual_seed(seed)
+    train_size = int(train_fraction * len(dataset))
+    return torch.utils.data.random_split(dataset, [train_size, len(dataset) - train_size])
+
+
+def _split_no_generator(dataset, train_fraction=0.8, seed=0):
+    train_size = int(train_fraction * len(dataset))
+    return torch.utils.data.random_split(dataset, [train_size, len(dataset) - train_size])
+
+
+def _split_fractions(dataset, train_fraction=0.8, seed=0):
+    return torch.utils.data.random_split(dataset, [train_fraction, 1 - train_fraction],
+                                         generator=torch.Generator().manual_seed(seed))
+
+
+def _split_in_order(dataset, train_fraction=0.8, seed=0):
+    cut = int(train_fraction * len(dataset))
+    return Subset(dataset, range(cut)), Subset(dataset, range(cut, len(dataset)))
+
+
+def _split_drops_items(dataset, train_fraction=0.8, seed=0):
+    n = len(dataset)
+    train, val, _ = torch.utils.data.random_split(
+        dataset, [int(train_fraction * n), int((1 - train_fraction) * n), n - int(train_fraction * n)
+                  - int((1 - train_fraction) * n)], generator=torch.Generator().manual_seed(seed))
+    return train, val
+
+
+def _binary_validate(threshold_rule=None, eval_mode=True):
+    def validate_binary(model, dataloader, criterion, device):
+        if eval_mode:
+            model.eval()
+        total_loss, correct, total = 0.0, 0, 0
+        with torch.inference_mode():
+            for X_batch, y_batch in dataloader:
+                y_pred = model(X_batch.to(device))
+                total_loss += float(criterion(y_pred, y_batch.to(device)))
+                correct += int((threshold_rule(y_pred) == y_batch.squeeze(1)).sum())
+                total += len(y_batch)
+        return total_loss / len(dataloader), correct / total
+    return validate_binary
+
+
+HONEST = {
+    "adamw_by_hand": ("q11", "AdamW's path", lambda ns: {"run_adamw": _adamw_by_hand}),
+    "split_randperm_subset": ("q12", "split_dataset", lambda ns: {"split_dataset": _split_randperm}),
+    "split_global_seed": ("q12", "split_dataset", lambda ns: {"split_dataset": _split_global_seed}),
+    "torchvision_image_folder": ("q14", "ImageFolderDataset", lambda ns: {"ImageFolderDataset": _torchvision_image_folder}),
+    "binary_round_inference_mode": ("q13", "validate_binary", lambda ns: {"validate_binary": _binary_validate(
+        lambda p: p.round().squeeze(1))}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HONEST))
+def test_honest_variant_passes(solved, folder, name):
+    question, description, change = HONEST[name]
+    with inside(folder):
+        result = outcome(AID, question, description, {**solved, **change(solved)})
+    assert result["passed"], result
+
+
 MISTAKES = {
     "spiral_float_labels": ("q1", "XORDataset and SpiralDataset items", _float_labels, "int64"),
     "batches_computed_from_dataset_size": ("q1", "number of batches", lambda ns: {"n_batches_train": 9},
@@ -224,6 +356,33 @@ MISTAKES = {
                                         "gamma"),
     "focal_log_of_softmax": ("q10", "stable for large logits", lambda ns: {"focal_loss": _focal_log_of_softmax},
                              "log_softmax"),
+    "adam_weight_decay": ("q11", "AdamW's path", lambda ns: {
+        "run_adamw": lambda start=(-1.0, 1.0): _run_adamw(start, torch.optim.Adam)}, "decouple"),
+    "adamw_notes_lr (lr=0.001)": ("q11", "AdamW's path", lambda ns: {
+        "run_adamw": lambda start=(-1.0, 1.0): _run_adamw(start, lr=0.001)}, "lr=0.01"),
+    "split_without_generator": ("q12", "split_dataset", lambda ns: {"split_dataset": _split_no_generator},
+                                "generator"),
+    "split_by_fractions": ("q12", "split_dataset", lambda ns: {"split_dataset": _split_fractions}, "int(train_fraction"),
+    "split_in_order": ("q12", "split_dataset", lambda ns: {"split_dataset": _split_in_order}, "random"),
+    "split_drops_items": ("q12", "split_dataset", lambda ns: {"split_dataset": _split_drops_items}, "cover"),
+    "binary_argmax_accuracy": ("q13", "validate_binary", lambda ns: {"validate_binary": _binary_validate(
+        lambda p: p.argmax(dim=1))}, "0.5"),
+    "binary_validate_without_eval": ("q13", "validate_binary", lambda ns: {"validate_binary": _binary_validate(
+        lambda p: (p > 0.5).float().squeeze(1), eval_mode=False)}, "eval"),
+    "binary_model_without_sigmoid": ("q13", "binary_model gives", lambda ns: {
+        "binary_model": _binary_model(module(AID, "reference"), sigmoid=False)}, "Sigmoid"),
+    "binary_model_untrained": ("q13", "binary_model gives", lambda ns: {
+        "binary_model": _binary_model(module(AID, "reference"), epochs=0)}, "accuracy"),
+    "image_pixels_not_scaled": ("q14", "ImageFolderDataset", lambda ns: {"ImageFolderDataset": _image_folder(1.0)},
+                                "255"),
+    "image_channels_last": ("q14", "ImageFolderDataset", lambda ns: {
+        "ImageFolderDataset": _image_folder(channels_first=False)}, "permute"),
+    "image_grayscale": ("q14", "ImageFolderDataset", lambda ns: {"ImageFolderDataset": _image_folder(mode="L")},
+                        "RGB"),
+    "image_labels_not_sorted": ("q14", "ImageFolderDataset", lambda ns: {
+        "ImageFolderDataset": _image_folder(order=lambda names: sorted(names, reverse=True))}, "sorted"),
+    "image_every_file_counted (a loader that skips unreadable files)": ("q14", "ImageFolderDataset", lambda ns: {
+        "ImageFolderDataset": _image_folder(suffix="")}, "png"),
 }
 
 

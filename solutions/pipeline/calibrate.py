@@ -4,7 +4,9 @@ Per seed: the prompt's Part 5 run (reference.spiral_run) for the solution and fo
 mistake (Adam with lr=1e-4), scored by the verdicts' own measures -> `min_test_accuracy` and
 BEST_RTOL; and one grader draw of each check's inputs, on which equivalent correct answers and the
 nearest realistic mistakes are measured with the verdicts' distances -> PATH_ATOL, FOCAL_RTOL(_F32),
-RESUME_ATOL, RERUN_ATOL and the fixed tolerances of the other checks. "ratio" rows are
+RESUME_ATOL, RERUN_ATOL and the fixed tolerances of the other checks; PATH_ATOL again for AdamW
+(q11, against AdamW written out by hand and Adam's coupled weight_decay); and the notebook's binary
+classifier (q13) on the check's fresh points -> `min_binary_accuracy`. "ratio" rows are
 |a - b| / (atol + rtol |b|) of an allclose: it passes when the ratio is at most 1.
 """
 from __future__ import annotations
@@ -21,7 +23,9 @@ from autograder.checks import Context
 from autograder.config import load_config
 
 from . import verdicts
-from .reference import (DATA_ROOT, OPTIMIZERS, batches, checkpoint_rerun, ck_net, loaded, mse_steps,
+from torch.utils.data import DataLoader, TensorDataset
+
+from .reference import (ADAMW, DATA_ROOT, OPTIMIZERS, Classifier, batches, simple_labels, split_dataset, train_epoch, checkpoint_rerun, ck_net, loaded, mse_steps,
                         optimize_with, rosenbrock, small_net, spiral_run, te_net, val_net, validate)
 
 DEFAULT_SEEDS = 20
@@ -273,11 +277,65 @@ def _pipeline(ref, seed: int) -> dict[str, float]:
             abs(verdicts.val_loss(run["last_state"], ctx) - best) / max(1.0, best)}
 
 
+# -- q11 and q13 --------------------------------------------------------------------------------------
+def _adamw_by_hand(start):
+    """AdamW written out: Adam on the loss, the parameters shrunk by lr * weight_decay before each step."""
+    x = torch.tensor(start, dtype=torch.float32, requires_grad=True)
+    adam = torch.optim.Adam([x], lr=ADAMW[2])
+    path = [x.detach().clone().numpy()]
+    for _ in range(100):
+        adam.zero_grad()
+        rosenbrock(x[0], x[1]).backward()
+        with torch.no_grad():
+            x.mul_(1 - ADAMW[2] * ADAMW[3]["weight_decay"])
+        adam.step()
+        path.append(x.detach().clone().numpy())
+    return np.array(path)
+
+
+def _adamw(ref, seed: int) -> dict[str, float]:
+    ctx = _ctx(ref, seed, 11)
+    start = tuple(float(v) for v in verdicts.inputs_start(ctx)["start"])
+    _, class_name, lr, kwargs = ADAMW
+    path, _ = optimize_with(getattr(torch.optim, class_name), lr, start=start, **kwargs)
+    adam_l2, _ = optimize_with(torch.optim.Adam, lr, start=start, **kwargs)
+    return {"AdamW path (PATH_ATOL) largest correct distance (Adam + decay by hand)":
+            np.abs(_adamw_by_hand(start) - path).max(),
+            "AdamW path (PATH_ATOL) smallest mistake distance (Adam's coupled weight_decay, or AdamW lr=0.001)":
+            min(np.abs(adam_l2 - path).max(),
+                np.abs(optimize_with(getattr(torch.optim, class_name), 1e-3, start=start, **kwargs)[0] - path).max())}
+
+
+def binary_run(seed: int, lr: float = 0.001, epochs: int = 10) -> nn.Module:
+    """The notebook's binary classifier (Classifier(10, [64, 32], 1) + Sigmoid, BCELoss, Adam) for a torch seed."""
+    torch.manual_seed(seed)
+    X = torch.randn(1000, 10)
+    train, _ = split_dataset(TensorDataset(X, simple_labels(X)), 0.8, seed=0)
+    loader = DataLoader(train, batch_size=32, shuffle=True)
+    model = nn.Sequential(Classifier(10, [64, 32], 1), nn.Sigmoid())
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        train_epoch(model, loader, nn.BCELoss(), optimizer, torch.device("cpu"))
+    return model.eval()
+
+
+def _binary(ref, seed: int) -> dict[str, float]:
+    X = verdicts.inputs_binary_points(_ctx(ref, seed, 13))["X"]
+    truth = simple_labels(X)
+
+    def accuracy(model):
+        with torch.no_grad():
+            return ((model(X) > 0.5).float() == truth).float().mean().item()
+    return {"binary_model accuracy on 400 fresh points (solution)": accuracy(binary_run(seed)),
+            "binary_model accuracy (mistake: Adam lr=1e-5)": accuracy(binary_run(seed, lr=1e-5)),
+            "binary_model accuracy (mistake: untrained)": accuracy(binary_run(seed, epochs=0))}
+
+
 def calibrate(seed: int) -> dict[str, float]:
     torch.set_num_threads(1)
     ref = verdicts.reference(None)
     measured = _pipeline(ref, seed)
-    for part in (_rosenbrock, _roundtrip, _checkpoint, _train_epoch, _validate, _focal):
+    for part in (_rosenbrock, _roundtrip, _checkpoint, _train_epoch, _validate, _focal, _adamw, _binary):
         measured.update(part(ref, seed))
     measured.update(_datasets(ref))
     return {name: float(value) for name, value in measured.items()}

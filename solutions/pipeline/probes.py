@@ -6,6 +6,11 @@ in the student's process (with `weights_only=True`), and only their tensors cros
 """
 from __future__ import annotations
 
+import os
+import struct
+import tempfile
+import zlib
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -15,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from autograder.probe_tools import figure_summary, watched_run
 
-from .reference import BATCH_SIZE, OPTIMIZERS, ck_net, loaded, mse_steps, te_net, val_net
+from .reference import BATCH_SIZE, OPTIMIZERS, bin_net, ck_net, loaded, mse_steps, te_net, val_net
 
 NOT_DEFINED = "<not defined>"  # what the round trip probe reports for a missing `full_load_error`
 
@@ -209,3 +214,80 @@ def focal(focal_loss, inputs) -> dict:
         ok, gc_error = False, type(exc).__name__ + ": " + str(exc)[:200]
     return dict(values=values, grads=grads, dims=dims, big_dim=big.dim(), big=big.detach(),
                 big_grad=z.grad.detach().clone(), gradcheck=ok, gc_error=gc_error)
+
+
+# -- q11 --------------------------------------------------------------------------------------
+def adamw_run(run_adamw, inputs) -> dict:
+    """run_adamw from the grader's starting point."""
+    path, losses = run_adamw((float(inputs["start"][0]), float(inputs["start"][1])))
+    return dict(path=np.asarray(path, dtype=np.float64), losses=[float(v) for v in losses])
+
+
+# -- q12 --------------------------------------------------------------------------------------
+def _item_ids(part) -> list:
+    return [int(part[i][0]) for i in range(len(part))]
+
+
+def splits(split_dataset, inputs) -> dict:
+    """split_dataset on a data set whose items are their own indices: twice with one seed, once with another."""
+    n, fraction = int(inputs["n"]), float(inputs["fraction"])
+    runs = []
+    for seed in (int(inputs["seed"]), int(inputs["seed"]), int(inputs["other_seed"])):
+        train, val = split_dataset(TensorDataset(torch.arange(n)), fraction, seed=seed)
+        runs.append({"train": _item_ids(train), "val": _item_ids(val)})
+    return dict(runs=runs)
+
+
+# -- q13 --------------------------------------------------------------------------------------
+def binary_validate_run(validate_binary, inputs) -> dict:
+    """validate_binary on the grader's weights and points, the model left in training mode before."""
+    net = loaded(bin_net(), inputs["init"])
+    net.train()
+    loader = DataLoader(TensorDataset(inputs["X"], inputs["y"]), batch_size=BATCH_SIZE, shuffle=False)
+    result = validate_binary(net, loader, nn.BCELoss(), torch.device("cpu"))
+    return dict(result=[float(v) for v in result], state=net.state_dict())
+
+
+def binary_outputs(binary_model, inputs) -> dict:
+    """The trained binary classifier's outputs on the grader's fresh points (dropout off)."""
+    binary_model.eval()
+    with torch.no_grad():
+        out = binary_model(inputs["X"].to(next(binary_model.parameters()).device))
+    return dict(out=out.detach().cpu().float())
+
+
+# -- q14 --------------------------------------------------------------------------------------
+def _write_png(path, pixels) -> None:
+    """An (H, W, 3) uint8 array as an 8-bit RGB PNG file (standard library only)."""
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    height, width = pixels.shape[:2]
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + pixels[row].tobytes() for row in range(height))  # filter 0 on every row
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def image_folder(ImageFolderDataset, inputs) -> dict:
+    """The student's Dataset on a fresh folder the probe draws: root/<class>/img_<k>.png from the grader's
+    pixels, and a notes.txt (not an image) in every class folder. Every item's shape, dtype, label, pixel sum."""
+    root = tempfile.mkdtemp(prefix="probe_images_", dir=".")
+    for name in inputs["classes"]:
+        os.makedirs(os.path.join(root, name))
+        for k, pixels in enumerate(inputs["images"][name]):
+            _write_png(os.path.join(root, name, f"img_{k:02d}.png"), pixels)
+        with open(os.path.join(root, name, "notes.txt"), "w") as handle:
+            handle.write("not an image\n")
+    dataset = ImageFolderDataset(root)
+    items, item_error = [], ""
+    try:
+        for i in range(len(dataset)):
+            items.append(dataset[i])
+    except Exception as exc:  # noqa: BLE001 - e.g. PIL reading notes.txt; the verdict names the cause
+        item_error = type(exc).__name__
+    images = [torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x for x, _ in items]
+    return dict(len=len(dataset), item_error=item_error, shapes=[list(x.shape) for x in images], dtypes=[str(x.dtype) for x in images],
+                labels=[int(y) for _, y in items], sums=[float(x.double().sum()) for x in images])

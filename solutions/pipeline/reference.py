@@ -10,13 +10,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
 
 PATIENCE = 10
 BATCH_SIZE = 16  # the batches of the grader's train_epoch / validate data
 # The optimizers compared on the Rosenbrock function: name, torch.optim class name, lr, settings.
 OPTIMIZERS = (("sgd", "SGD", 1e-3, {}), ("momentum", "SGD", 1e-3, {"momentum": 0.9}),
               ("adam", "Adam", 1e-2, {}), ("rmsprop", "RMSprop", 1e-2, {}))
+ADAMW = ("adamw", "AdamW", 1e-2, {"weight_decay": 0.01})  # the notes' fifth optimizer, at Adam's lr
 # The repository's data folder. Installed in a notebook, the datasets use the notebook's DATA_ROOT.
 DATA_ROOT = Path(__file__).resolve().parents[2] / "datasets"
 
@@ -220,3 +221,43 @@ def spiral_run(ref: dict, seed: int, max_epochs: int, lr: float = 0.01, best_pat
 def focal_loss(logits, targets, gamma=2.0):
     log_pt = F.log_softmax(logits, dim=1).gather(1, targets.unsqueeze(1)).squeeze(1)
     return (-(1 - log_pt.exp()) ** gamma * log_pt).mean()
+
+
+# -- Part 6: more from the notes ------------------------------------------------------------------
+def split_dataset(dataset, train_fraction=0.8, seed=0):
+    """The notes' random_split (the q12 hand-off): int(fraction * n) items for training, the rest
+    for validation, shuffled by a generator seeded with `seed`."""
+    train_size = int(train_fraction * len(dataset))
+    val_size = len(dataset) - train_size
+    generator = torch.Generator().manual_seed(seed)
+    return random_split(dataset, [train_size, val_size], generator=generator)
+
+
+def split_indices(n: int, train_fraction: float, seed: int) -> tuple[list, list]:
+    """The dataset indices split_dataset puts in each part of a data set of `n` items."""
+    train, val = split_dataset(TensorDataset(torch.arange(n)), train_fraction, seed)
+    return list(train.indices), list(val.indices)
+
+
+def bin_net() -> nn.Sequential:
+    """The network validate_binary is tried on (dropout, to see model.eval(); a sigmoid output)."""
+    return nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 1), nn.Sigmoid())
+
+
+def simple_labels(X: torch.Tensor) -> torch.Tensor:
+    """The notes' SimpleDataset target: 1.0 where the features sum to more than 0, as (N, 1) floats."""
+    return (X.sum(dim=1, keepdim=True) > 0).float()
+
+
+def validate_binary(model, dataloader, criterion, device):
+    """The notes' validate for a sigmoid output: (mean batch BCE, accuracy of y_pred > 0.5)."""
+    model.eval()
+    total_loss, correct, total = 0.0, 0, 0
+    with torch.no_grad():
+        for X_batch, y_batch in dataloader:
+            X_batch, y_batch = X_batch.to(device), y_batch.to(device)
+            y_pred = model(X_batch)
+            total_loss += criterion(y_pred, y_batch).item()
+            correct += ((y_pred > 0.5).float() == y_batch).sum().item()
+            total += y_batch.size(0)
+    return total_loss / len(dataloader), correct / total

@@ -21,9 +21,10 @@ from autograder.data import gate_arrays, load_spiral
 from autograder.probe_tools import device_choice
 
 from . import probes
-from .reference import (OPTIMIZERS, PATIENCE, Classifier, SpiralDataset, XORDataset, batches, checkpoint_rerun,
+from .reference import (ADAMW, OPTIMIZERS, PATIENCE, Classifier, SpiralDataset, XORDataset, batches, checkpoint_rerun,
                         ck_net, focal_loss, loaded, optimize_with, pick_device, rosenbrock, small_net, te_net,
-                        train_epoch, val_net, validate)
+                        split_dataset, train_epoch, val_net, validate, bin_net, simple_labels, split_indices,
+                        validate_binary)
 
 SPLIT_SIZES = {"train": 316, "val": 67, "test": 67}
 # Tolerances; measured with `python -m autograder calibrate pipeline` (largest distance among correct
@@ -249,19 +250,27 @@ def verdict_train_epoch(data: dict, ctx: Context) -> None:
            "train_epoch should return the mean of the batch losses")
 
 
-def verdict_validate(data: dict, ctx: Context) -> None:
+def _expect_validation(data: dict, ctx: Context, name: str, net, reference, criterion, loss_hint: str,
+                       accuracy_hint: str) -> None:
+    """One verdict for `validate` (q7) and `validate_binary` (q13): (average loss, accuracy) on the grader's
+    weights and points with dropout off, against reference.py's function, and the weights untouched."""
     inp = ctx.inputs
     result = data.get("result")
-    expect(isinstance(result, list) and len(result) == 2, "validate should return (average loss, accuracy)")
-    loss, acc = number(result[0], "validate's loss"), number(result[1], "validate's accuracy")
-    state = as_state_dict(data.get("state"), "the model's state after validate", _shapes(val_net()))
-    expect(all(torch.equal(state[k], inp["init"][k]) for k in state), "validate must not change the weights")
-    ref_loss, ref_acc = validate(loaded(val_net(), inp["init"]), batches(inp["X"], inp["y"]), nn.CrossEntropyLoss(),
-                                 torch.device("cpu"))
-    expect(abs(loss - ref_loss) <= 1e-5 * max(1.0, ref_loss),
-           "validate's loss is not the model's loss with dropout off: call model.eval() first")
-    expect(abs(acc - ref_acc) <= 1e-6, "validate's accuracy should be the fraction (0 to 1) of argmax predictions "
-                                       "equal to the labels, with dropout off")
+    expect(isinstance(result, list) and len(result) == 2, f"{name} should return (average loss, accuracy)")
+    loss, acc = number(result[0], f"{name}'s loss"), number(result[1], f"{name}'s accuracy")
+    state = as_state_dict(data.get("state"), f"the model's state after {name}", _shapes(net()))
+    expect(all(torch.equal(state[k], inp["init"][k]) for k in state), f"{name} must not change the weights")
+    ref_loss, ref_acc = reference(loaded(net(), inp["init"]), batches(inp["X"], inp["y"]), criterion,
+                                  torch.device("cpu"))
+    expect(abs(loss - ref_loss) <= 1e-5 * max(1.0, ref_loss), loss_hint)
+    expect(abs(acc - ref_acc) <= 1e-6, accuracy_hint)
+
+
+def verdict_validate(data: dict, ctx: Context) -> None:
+    _expect_validation(data, ctx, "validate", val_net, validate, nn.CrossEntropyLoss(),
+                       "validate's loss is not the model's loss with dropout off: call model.eval() first",
+                       "validate's accuracy should be the fraction (0 to 1) of argmax predictions equal to the "
+                       "labels, with dropout off")
 
 
 # -- q8: devices ---------------------------------------------------------------------------------
@@ -465,6 +474,132 @@ def verdict_focal_stable(data: dict, ctx: Context) -> None:
                                           "(keep the input's dtype; no .float() inside)")
 
 
+# -- q11: AdamW on the Rosenbrock function ----------------------------------------------------------
+
+
+def verdict_adamw(data: dict, ctx: Context) -> None:
+    start = tuple(float(v) for v in ctx.inputs["start"])
+    path = array(data.get("path"), "run_adamw's path", shape=(101, 2))
+    losses = numbers(data.get("losses"), "run_adamw's losses", min_len=100)
+    expect(len(losses) == 100 and np.allclose(path[0], start, atol=1e-6),
+           "run_adamw(start) should return optimize_with's (path, losses) from `start`: 101 points, 100 losses")
+    _, class_name, lr, kwargs = ADAMW
+    ref_path, _ = optimize_with(getattr(optim, class_name), lr, start=start, **kwargs)
+    adam_l2, _ = optimize_with(optim.Adam, lr, start=start, **kwargs)
+    close = bool(np.all(np.isfinite(path))) and np.max(np.abs(path - ref_path)) < PATH_ATOL
+    expect(close or np.max(np.abs(path - adam_l2)) >= PATH_ATOL,
+           "this is Adam with weight_decay=0.01, an L2 term added to the gradient (then rescaled by Adam): AdamW "
+           "decouples the decay, shrinking x by lr * weight_decay * x apart from Adam's step: use optim.AdamW")
+    expect(close, "the AdamW path differs from optim.AdamW with lr=0.01, weight_decay=0.01 from the given start")
+
+
+# -- q12: random_split ----------------------------------------------------------------------------
+
+
+def inputs_split(ctx: Context) -> dict:
+    seed, other = (int(v) for v in ctx.rng.choice(10_000, size=2, replace=False))
+    return {"n": int(ctx.rng.integers(40, 300)), "fraction": float(ctx.rng.uniform(0.6, 0.9)), "seed": seed,
+            "other_seed": other}
+
+
+def verdict_split(data: dict, ctx: Context) -> None:
+    n, fraction = ctx.inputs["n"], ctx.inputs["fraction"]
+    runs = data.get("runs")
+    expect(isinstance(runs, list) and len(runs) == 3, "split_dataset did not return (train, val)")
+    train, val = runs[0]["train"], runs[0]["val"]
+    n_train = int(fraction * n)
+    expect(sorted(train + val) == list(range(n)),
+           f"on {n} items the two parts hold {len(train)} + {len(val)} items, not every item exactly once: "
+           "the parts must be disjoint and cover the data set (val_size = len(dataset) - train_size)")
+    expect((len(train), len(val)) == (n_train, n - n_train),
+           f"with train_fraction={fraction:.3f} and {n} items the parts have {len(train)} and {len(val)} items: "
+           f"train_size = int(train_fraction * len(dataset)) = {n_train}, val_size = the rest")
+    expect(train != list(range(n_train)), "the training part is the first items in order: split at random "
+                                          "(random_split)")
+    expect(runs[1] == runs[0], "two calls with the same seed give different splits: pass "
+                               "generator=torch.Generator().manual_seed(seed) to random_split")
+    ref_train, ref_val = split_indices(n, fraction, ctx.inputs["seed"])
+    expect(train == ref_train and val == ref_val,
+           "the split is not random_split's with generator=torch.Generator().manual_seed(seed)")
+    expect(runs[2] != runs[0], "another seed gives the same split: seed the generator with `seed`")
+
+
+# -- q13: a sigmoid output and BCELoss ------------------------------------------------------------
+
+
+def inputs_binary_validate(ctx: Context) -> dict:
+    X = torch.from_numpy(ctx.rng.normal(size=(64, 10)).astype(np.float32))
+    init = _random_state(bin_net(), ctx.rng, scale=1.0)
+    with torch.no_grad():
+        predicted = (loaded(bin_net(), init).eval()(X) > 0.5).float()
+    while True:  # labels on which argmax's "always class 0" does not score the right accuracy by chance
+        y = torch.from_numpy(ctx.rng.integers(0, 2, size=(64, 1)).astype(np.float32))
+        if (predicted == y).sum() != (y == 0).sum():
+            return {"X": X, "y": y, "init": init}
+
+
+def inputs_binary_points(ctx: Context) -> dict:
+    return {"X": torch.from_numpy(ctx.rng.normal(size=(400, 10)).astype(np.float32))}
+
+
+def verdict_binary_validate(data: dict, ctx: Context) -> None:
+    _expect_validation(data, ctx, "validate_binary", bin_net, validate_binary, nn.BCELoss(),
+                       "validate_binary's loss is not the model's BCE loss with dropout off: call model.eval() first",
+                       "validate_binary's accuracy should be the fraction (0 to 1) of points whose predicted class "
+                       "(y_pred > 0.5) equals the label: with one sigmoid output, argmax is always 0")
+
+
+def verdict_binary_model(data: dict, ctx: Context) -> None:
+    out = array(data.get("out"), "binary_model(X)", kind="tensor", shape=(400, 1))
+    expect(bool(np.all(np.isfinite(out))) and bool(np.all((out >= 0) & (out <= 1))),
+           "binary_model's outputs are not probabilities: end the model with nn.Sigmoid() (BCELoss takes "
+           "probabilities)")
+    truth = simple_labels(ctx.inputs["X"]).numpy()
+    accuracy = float(np.mean((out > 0.5) == truth))
+    minimum = ctx.thresholds["min_binary_accuracy"]
+    expect(accuracy >= minimum, f"the grader measured {100 * accuracy:.1f}% accuracy of binary_model on 400 fresh "
+                                f"points; at least {100 * minimum:.0f}% is required")
+
+
+# -- q14: a Dataset of images in class folders ----------------------------------------------------
+IMAGE_CLASSES = ("ants", "bees", "birds", "cats", "dogs", "fish")
+
+
+def inputs_image_folder(ctx: Context) -> dict:
+    rng = ctx.rng
+    names = [str(v) for v in rng.choice(IMAGE_CLASSES, size=3, replace=False)]  # created in this (unsorted) order
+    height, width = int(rng.integers(5, 12)), int(rng.integers(5, 12))
+    return {"classes": names, "images": {name: [rng.integers(0, 256, size=(height, width, 3)).astype(np.uint8)
+                                                for _ in range(int(rng.integers(2, 5)))] for name in names}}
+
+
+def verdict_image_folder(data: dict, ctx: Context) -> None:
+    classes, images = ctx.inputs["classes"], ctx.inputs["images"]
+    label_of = {name: i for i, name in enumerate(sorted(classes))}
+    expected = sorted((label_of[name], float(pixels.sum()) / 255) for name in classes for pixels in images[name])
+    height, width = images[classes[0]][0].shape[:2]
+    n = integer(data.get("len"), "len(dataset)")
+    expect(n == len(expected), f"len(dataset) is {n} for a folder of {len(expected)} .png images in "
+                               f"{len(classes)} class folders: count only the .png files (skip other files)")
+    expect(not data.get("item_error"), f"reading an item raised {str(data.get('item_error'))[:40]}: list only the "
+                                       ".png files of the class folders")
+    shapes = data.get("shapes")
+    expect(isinstance(shapes, list) and all(s == [3, height, width] for s in shapes),
+           f"an image should be a (3, H, W) tensor, here (3, {height}, {width}); got {str(shapes[:1])[:40]}: "
+           "convert('RGB') and move the channels first (.permute(2, 0, 1))")
+    expect(all(d == "torch.float32" for d in data.get("dtypes") or [None]), "an image should be float32")
+    labels = data.get("labels")
+    expect(isinstance(labels, list) and sorted(labels) == [label for label, _ in expected],
+           "the labels should be the index of the image's class folder in sorted (alphabetical) order, as "
+           "torchvision's ImageFolder numbers them")
+    got = sorted(zip(labels, numbers(data.get("sums"), "pixel sums")))
+    scale = [s / max(e, 1e-9) for (_, s), (_, e) in zip(got, expected)]
+    expect(not np.allclose(scale, 255, rtol=1e-3), "the pixels are 0-255: divide by 255 for values in [0, 1]")
+    expect(all(a == b and abs(s - e) <= 1e-3 * max(1.0, e) for (a, s), (b, e) in zip(got, expected)),
+           "an item should be (the image's pixels / 255 as a (3, H, W) float32 tensor, the index of its class "
+           "folder in sorted (alphabetical) order)")
+
+
 CHECKS = [
     Check("q1", "XORDataset and SpiralDataset items", probes.datasets, verdict_datasets, inputs=inputs_batch_size),
     Check("q1", "number of batches a DataLoader gives", probes.datasets, verdict_batches, inputs=inputs_batch_size),
@@ -493,6 +628,15 @@ CHECKS = [
     Check("q10", "focal loss values and gradients in float64", probes.focal, verdict_focal, inputs=inputs_focal),
     Check("q10", "focal loss is stable for large logits and passes gradcheck", probes.focal, verdict_focal_stable,
           inputs=inputs_focal),
+    Check("q11", "AdamW's path from a fresh starting point", probes.adamw_run, verdict_adamw, inputs=inputs_start),
+    Check("q12", "split_dataset on a fresh data set: sizes, disjoint, complete, seeded", probes.splits,
+          verdict_split, inputs=inputs_split),
+    Check("q13", "validate_binary on fresh data and weights", probes.binary_validate_run, verdict_binary_validate,
+          inputs=inputs_binary_validate),
+    Check("q13", "binary_model gives probabilities that separate fresh points", probes.binary_outputs,
+          verdict_binary_model, inputs=inputs_binary_points),
+    Check("q14", "ImageFolderDataset on a fresh folder of PNG images", probes.image_folder, verdict_image_folder,
+          inputs=inputs_image_folder),
 ]
 
 
@@ -500,5 +644,7 @@ CHECKS = [
 # answer, so one mistake costs only that question's points.
 HANDOFFS = {
     "q1": Handoff(install=(XORDataset, SpiralDataset)),
+    "q2": Handoff(install=(rosenbrock, optimize_with)),
     "q8": Handoff(install=(train_epoch, validate, pick_device), run=probes.set_device),
+    "q12": Handoff(install=(split_dataset,)),
 }
