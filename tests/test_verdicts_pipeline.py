@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+from functools import partial
 
 import matplotlib
 import numpy as np
@@ -83,7 +84,7 @@ def solved(folder) -> dict:
             "load_checkpoint": load_checkpoint, "train_epoch": ref.train_epoch, "validate": ref.validate,
             "pick_device": ref.pick_device, "train_model": ref.train_model, "run": run,
             "history": run["history"], "model": run["model"], "focal_loss": ref.focal_loss,
-            "run_adamw": _run_adamw, "split_dataset": ref.split_dataset, "validate_binary": ref.validate_binary,
+            "run_adamw": _run_adamw, "split_dataset": ref.split_dataset, "validate_binary": partial(ref.validate, threshold=0.5),
             "binary_model": _binary_model(ref), "ImageFolderDataset": _image_folder()}
 
 

@@ -147,7 +147,10 @@ def train_epoch(model, dataloader, criterion, optimizer, device):
     return total_loss / len(dataloader)
 
 
-def validate(model, dataloader, criterion, device):
+def validate(model, dataloader, criterion, device, threshold=None):
+    """The notes' validate: (mean batch loss, accuracy) with dropout off and no gradients. The predicted
+    class is the argmax of the logits; for one sigmoid output (the notes' binary classifier, q13), pass
+    `threshold=0.5`: the class is whether the probability exceeds it."""
     model.eval()
     total_loss, correct, total = 0.0, 0, 0
     with torch.no_grad():
@@ -155,7 +158,8 @@ def validate(model, dataloader, criterion, device):
             X_batch, y_batch = X_batch.to(device), y_batch.to(device)
             y_pred = model(X_batch)
             total_loss += criterion(y_pred, y_batch).item()
-            correct += (y_pred.argmax(dim=1) == y_batch).sum().item()
+            predicted = y_pred.argmax(dim=1) if threshold is None else (y_pred > threshold).float()
+            correct += (predicted == y_batch).sum().item()
             total += y_batch.size(0)
     return total_loss / len(dataloader), correct / total
 
@@ -247,17 +251,3 @@ def bin_net() -> nn.Sequential:
 def simple_labels(X: torch.Tensor) -> torch.Tensor:
     """The notes' SimpleDataset target: 1.0 where the features sum to more than 0, as (N, 1) floats."""
     return (X.sum(dim=1, keepdim=True) > 0).float()
-
-
-def validate_binary(model, dataloader, criterion, device):
-    """The notes' validate for a sigmoid output: (mean batch BCE, accuracy of y_pred > 0.5)."""
-    model.eval()
-    total_loss, correct, total = 0.0, 0, 0
-    with torch.no_grad():
-        for X_batch, y_batch in dataloader:
-            X_batch, y_batch = X_batch.to(device), y_batch.to(device)
-            y_pred = model(X_batch)
-            total_loss += criterion(y_pred, y_batch).item()
-            correct += ((y_pred > 0.5).float() == y_batch).sum().item()
-            total += y_batch.size(0)
-    return total_loss / len(dataloader), correct / total

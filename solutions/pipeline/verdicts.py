@@ -7,6 +7,7 @@ student's process (with `weights_only=True`, see probes.py) and only their tenso
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import torch
@@ -23,8 +24,7 @@ from autograder.probe_tools import device_choice
 from . import probes
 from .reference import (ADAMW, OPTIMIZERS, PATIENCE, Classifier, SpiralDataset, XORDataset, batches, checkpoint_rerun,
                         ck_net, focal_loss, loaded, optimize_with, pick_device, rosenbrock, small_net, te_net,
-                        split_dataset, train_epoch, val_net, validate, bin_net, simple_labels, split_indices,
-                        validate_binary)
+                        split_dataset, train_epoch, val_net, validate, bin_net, simple_labels, split_indices)
 
 SPLIT_SIZES = {"train": 316, "val": 67, "test": 67}
 # Tolerances; measured with `python -m autograder calibrate pipeline` (largest distance among correct
@@ -543,7 +543,7 @@ def inputs_binary_points(ctx: Context) -> dict:
 
 
 def verdict_binary_validate(data: dict, ctx: Context) -> None:
-    _expect_validation(data, ctx, "validate_binary", bin_net, validate_binary, nn.BCELoss(),
+    _expect_validation(data, ctx, "validate_binary", bin_net, partial(validate, threshold=0.5), nn.BCELoss(),
                        "validate_binary's loss is not the model's BCE loss with dropout off: call model.eval() first",
                        "validate_binary's accuracy should be the fraction (0 to 1) of points whose predicted class "
                        "(y_pred > 0.5) equals the label: with one sigmoid output, argmax is always 0")
