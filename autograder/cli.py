@@ -1,4 +1,4 @@
-"""`python -m autograder <verb>`: build, grade, report, release, validate, prepare-data."""
+"""`python -m autograder <verb>`: build, grade, manual, report, release, validate, calibrate, prepare-data."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 
 from .config import DEFAULT_CONFIG, REPO_ROOT, ConfigError, load_config
+from .answers import AnswersError
+from .manual import ManualGradesError
 from .results import ResultFileError
 
 
@@ -57,12 +59,12 @@ def _self_check(aid: str, config, solution: Path) -> None:
     # The solution is trusted: it may run unisolated, but sees the data as student code would.
     with prepared_host(job.layers, REPO_ROOT, job.data_dir, [], allow_unisolated=True) as data_dir:
         result = grade_one(dataclasses.replace(job, data_dir=data_dir), Submission(solution, f"{aid} solution")).result
-    if result.status != Status.OK or result.total != result.max_total:
+    if result.status != Status.OK or not result.auto_complete:
         failing = [f"{q}: {row.feedback}" for q, row in result.questions.items() if not row.manual and not row.full]
         raise BuildError(f"{aid}: the solution does not pass its hidden checks "
                          f"({result.total:g}/{result.max_total:g}, status {result.status} "
                          f"{result.message}):\n  " + "\n  ".join(failing))
-    print(f"{aid}: solution scores {result.total:g}/{result.max_total:g} in the sandbox "
+    print(f"{aid}: solution scores every auto-graded point ({result.total:g}) in the sandbox "
           f"({result.seconds:.1f} s, layers: {', '.join(result.sandbox)})")
 
 
@@ -147,8 +149,20 @@ def cmd_grade(args) -> int:
 def cmd_report(args) -> int:
     from .report import build_report, load_results
 
-    path = build_report(_config(args), load_results([Path(d) for d in args.results]), Path(args.out))
+    config = _config(args)
+    path = build_report(config, load_results([Path(d) for d in args.results], config), Path(args.out))
     print(f"wrote {path} and gradebook.csv, canvas_gradebook.csv, item_analysis.csv in {path.parent}")
+    return 0
+
+
+def cmd_manual(args) -> int:
+    from .manual import prepare
+
+    out = Path(args.out or Path("results") / args.id)
+    for item in prepare(out, args.id, _config(args), show_names=args.names):
+        print(f"{item.qid}: {item.graded} of {item.submissions} graded; open {item.page} "
+              f"and save its CSV as {item.sheet} (or fill that file in)")
+    print(f"then run `python -m autograder report {out}` to merge the points")
     return 0
 
 
@@ -216,6 +230,13 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="report", help="output folder (default: %(default)s)")
     rep.set_defaults(func=cmd_report)
 
+    man = verbs.add_parser("manual", help="write a grading page and CSV template per hand-graded question")
+    man.add_argument("id", help="assignment id, e.g. autograd")
+    man.add_argument("--out", default=None, help="the results folder `grade` wrote (default: results/<id>)")
+    man.add_argument("--names", action="store_true",
+                     help="show students' names beside the anonymous codes (default: codes only)")
+    man.set_defaults(func=cmd_manual)
+
     gs = verbs.add_parser("gradescope-run", help="inside Gradescope: grade one submission into results.json")
     gs.add_argument("id")
     gs.add_argument("--submission", default="/autograder/submission")
@@ -257,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ResultFileError) as exc:
+    except (FileNotFoundError, ResultFileError, ManualGradesError, AnswersError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -113,6 +113,16 @@ class Assignment(Strict):
         """Points the autograder can award (manually graded questions excluded)."""
         return sum(q.points for q in self.questions.values() if not q.manual)
 
+    @property
+    def points_possible(self) -> float:
+        """Every question's points, hand-graded ones included: a result's `max_total`."""
+        return sum(q.points for q in self.questions.values())
+
+    @property
+    def manual_questions(self) -> list[str]:
+        """The ids of the questions graded by hand, in the notebook's order."""
+        return [qid for qid, q in self.questions.items() if q.manual]
+
     def constants(self) -> dict[str, int | float]:
         """Thresholds and budget as the notebook's constants cell spells them (UPPER_CASE)."""
         merged = {**self.thresholds, **self.budget}

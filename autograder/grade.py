@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import answers
 from . import checks as checks_api
 from . import shipping, wire
 from .config import REPO_ROOT, GradingConfig
@@ -29,6 +30,7 @@ from .data import declared_sums
 from .plan import build_plan
 from .results import CheckOutcome, QuestionResult, ResultStore, Status, SubmissionResult
 from .isolation import Layers, detect_layers, prepared_host
+from .manual import sheets_for_batch
 from .sandbox import Sandbox, SandboxDied, SandboxTimeout, close_all
 from .submissions import InvalidSubmission, Submission, assignment_name, parse_notebook, read_notebook
 
@@ -116,6 +118,7 @@ class Graded:
 
     result: SubmissionResult
     probes: dict | None = None
+    answers: dict | None = None  # the hand-graded questions' answers, for `manual`
 
 
 def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> Graded:
@@ -129,9 +132,22 @@ def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> Graded:
         questions = {q: QuestionResult.scored(question, [], "not graded: invalid submission")
                      for q, question in job.assignment.questions.items()}
         return Graded(_finish(questions, job.assignment, started, status=Status.INVALID, message=str(exc), **header))
+    answers = hand_graded_answers(job, notebook)
     planned = plan_submission(job, notebook)
     execution = run_plan(job, planned, slot)
-    return record(job, {**header, "sha256": sha}, planned, execution, started)
+    return dataclasses.replace(record(job, {**header, "sha256": sha}, planned, execution, started), answers=answers)
+
+
+def hand_graded_answers(job: GradingJob, notebook: dict) -> dict | None:
+    """The submission's answers to the hand-graded questions (None when the assignment has none)."""
+    manual = job.assignment.manual_questions
+    if not manual:
+        return None
+    try:
+        asked = answers.load_questions(REPO_ROOT / job.assignment.notebook, job.student_notebook, manual)
+    except answers.AnswersError as exc:  # a stale build: say so where the grader will look
+        return {qid: {"missing": str(exc)} for qid in manual}
+    return answers.collect(notebook, asked)
 
 
 def read_submission(job: GradingJob, submission: Submission) -> tuple[dict, str]:
@@ -350,7 +366,7 @@ def _finish(questions: dict[str, QuestionResult], assignment, started: float, /,
     """The result, totalled; a clean run's notes (edited locked cells, ...) become its message."""
     if status == Status.OK and notes:
         message = "; ".join(notes)[:500]
-    return SubmissionResult.totalled(questions, assignment.max_points, status=status, message=message,
+    return SubmissionResult.totalled(questions, assignment.points_possible, status=status, message=message,
                                      notes=tuple(notes), seconds=round(time.monotonic() - started, 2), **fields)
 
 
@@ -370,8 +386,10 @@ class Progress:
             width = len(str(self.total))
             bar = "#" * int(20 * self.done / self.total)
             how = "reused" if reused else f"{result.seconds:.1f} s"
+            by_hand = sum(result.questions[q].max_points for q in result.still_to_grade)
             print(f"[{bar:<20}] {self.done:>{width}}/{self.total} {result.submission}: {result.status} "
-                  f"{result.total:g}/{result.max_total:g} ({how}; ETA {eta:.0f} s)",
+                  f"{result.total:g}/{result.max_total:g}" + (f" ({by_hand:g} to grade by hand)" if by_hand else "")
+                  + f" ({how}; ETA {eta:.0f} s)",
                   file=self.stream, flush=True)
 
 
@@ -403,15 +421,18 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
     problem = free_space_problem(out, job.config.defaults.min_free_disk_mb)
     if problem:
         raise DiskFull(f"{problem}: nothing was graded; free some space and run the same command again")
+    # Hand-graded points are merged into every result written; a bad sheet stops the batch first.
+    sheets = sheets_for_batch(out, job.aid, job.assignment, [s.name for s in submissions])
     private = [out, *{s.path.parent for s in submissions}]
     with prepared_host(job.layers, REPO_ROOT, job.data_dir, private, job.allow_unisolated,
                        declared=job.assignment.data) as data_dir:
-        return _grade_batch(dataclasses.replace(job, data_dir=data_dir), submissions, out, force, progress, reuse)
+        store = ResultStore(out, job.assignment, sheets)
+        return _grade_batch(dataclasses.replace(job, data_dir=data_dir), submissions, store, force, progress, reuse)
 
 
-def _grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force: bool,
+def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultStore, force: bool,
                  progress: bool, reuse: bool) -> list[SubmissionResult]:
-    store = ResultStore(out, job.assignment)
+    out = store.out
     meter = Progress(len(submissions)) if progress and submissions else None
     slots: queue.Queue[int] = queue.Queue()
     for slot in range(job.jobs):
@@ -424,6 +445,7 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], out: Path, forc
         """The submission's result; None when it was not started (Ctrl-C, or too little disk)."""
         previous = None if force else store.reusable(submission, fingerprint)
         if previous is not None:
+            previous = store.save(previous)  # the manual sheets may have changed since
             if meter:
                 meter.update(previous, reused=True)
             return previous
@@ -431,10 +453,10 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], out: Path, forc
             stored = store.stored(submission)
             regraded = regrade_from_probes(job, *stored) if stored else None
             if regraded is not None:
-                store.write(submission, regraded.result, regraded.probes)
+                result = store.write(submission, regraded.result, regraded.probes)
                 if meter:
-                    meter.update(regraded.result, reused=True)
-                return regraded.result
+                    meter.update(result, reused=True)
+                return result
         slot = slots.get()
         if stopping.is_set() or disk_full:
             slots.put(slot)
@@ -449,16 +471,16 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], out: Path, forc
         except Exception as exc:  # noqa: BLE001 - one broken submission never stops a batch
             graded = Graded(SubmissionResult(
                 submission=submission.name, assignment=job.aid, status=Status.ERROR, total=0,
-                max_total=job.assignment.max_points, message=f"grader error: {type(exc).__name__}: {exc}",
+                max_total=job.assignment.points_possible, message=f"grader error: {type(exc).__name__}: {exc}",
                 fingerprint=fingerprint, sandbox=tuple(job.layers.names), student=submission.student))
         finally:
             slots.put(slot)
         if stopping.is_set():
             return graded.result  # killed by the interrupt, not graded: a rerun grades it
-        store.write(submission, graded.result, graded.probes)
+        result = store.write(submission, graded.result, graded.probes, graded.answers)
         if meter:
-            meter.update(graded.result)
-        return graded.result
+            meter.update(result)
+        return result
 
     pool = ThreadPoolExecutor(max_workers=job.jobs)
     try:

@@ -1,7 +1,9 @@
 """`report`: one self-contained HTML page (plots embedded as PNG data) and CSV exports.
 
 Per assignment: score histogram with mean/median/quartiles, per-question mean and pass rate
-(hardest first), status counts with the affected submissions, grading-time distribution.
+(hardest first), the hand-graded questions (graded so far, mean, who is still to grade), status
+counts with the affected submissions, grading-time distribution. Totals include the hand-graded
+points of each folder's manual CSVs, merged by `load_results`.
 Across assignments: a gradebook (students x assignments). Exports: gradebook.csv,
 canvas_gradebook.csv (Canvas's import layout: Student, ID, SIS User ID, SIS Login ID, Section,
 one column per assignment, and a "Points Possible" row) and item_analysis.csv.
@@ -12,7 +14,6 @@ import base64
 import csv
 import html
 import io
-import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -23,27 +24,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .config import GradingConfig  # noqa: E402
-from .results import ResultFileError, Status, SubmissionResult, atomic_write  # noqa: E402
+from .manual import merge_folder  # noqa: E402
+from .results import Status, SubmissionResult, atomic_write, student_of  # noqa: E402
 
 
-def load_results(dirs: list[Path]) -> list[SubmissionResult]:
-    """Every per-submission result under the given results folders (each with results/*.json)."""
-    results = []
-    for folder in dirs:
-        files = sorted((folder / "results").glob("*.json")) if (folder / "results").is_dir() else []
-        if not files:
-            raise FileNotFoundError(f"{folder}: no results/*.json here; pass the --out folder of `grade`")
-        for path in files:
-            try:
-                results.append(SubmissionResult.from_json(json.loads(path.read_text(encoding="utf-8"))))
-            except ValueError as exc:
-                raise ResultFileError(f"{path}: {exc}; regrade it with `python -m autograder grade ... --force`, "
-                                      "or move it out of the folder") from None
-    return results
+def load_results(dirs: list[Path], config: GradingConfig) -> list[SubmissionResult]:
+    """Every result under the given results folders, with the folders' manual CSVs merged in.
 
-
-def student_of(result: SubmissionResult) -> str:
-    return (result.student or {}).get("name") or result.submission
+    Merging rewrites what it changes in each folder (result JSON, feedback, grades.csv), so the
+    folder always agrees with the report.
+    """
+    return [result for folder in dirs for result in merge_folder(Path(folder), config)]
 
 
 def _png(fig) -> str:
@@ -130,7 +121,7 @@ def build_report(config: GradingConfig, results: list[SubmissionResult], out: Pa
         totals = [r.total for r in group]
         items = item_analysis(group)
         item_rows += [{"assignment": aid, **item} for item in items]
-        sections.append(_section(aid, assignment.title, assignment.max_points, group, totals, items))
+        sections.append(_section(aid, assignment.title, assignment.points_possible, group, totals, items))
     gradebook = _gradebook(by_assignment, order)
     _write_csvs(config, out, gradebook, order, item_rows)
     page = _page(config, sections, gradebook, order)
@@ -161,8 +152,32 @@ def _section(aid, title, max_total, group, totals, items) -> str:
 <img alt="grading time for {aid}" src="{time_histogram(seconds, 'Grading time')}">
 </div>
 <table><tr><th>question (hardest first)</th><th>mean points</th><th>full points</th></tr>{rows}</table>
+{_hand_graded(group)}
 <h3>Status</h3><ul>{''.join(statuses)}</ul>
 </section>"""
+
+
+def _hand_graded(group: list[SubmissionResult]) -> str:
+    """Per hand-graded question: how many are graded, their mean, and who is still to grade."""
+    valid = [r for r in group if r.status != Status.INVALID]
+    qids = list(dict.fromkeys(q for r in valid for q, row in r.questions.items() if row.manual))
+    if not qids:
+        return ""
+    rows, waiting = [], []
+    for qid in qids:
+        given = [r.questions[qid] for r in valid if qid in r.questions and not r.questions[qid].open]
+        maximum = next(r.questions[qid].max_points for r in valid if qid in r.questions)
+        mean = f"{statistics.fmean(q.points for q in given):.2f}" if given else "-"
+        rows.append(f"<tr><td>{html.escape(qid)}</td><td>{len(given)} of {len(valid)}</td>"
+                    f"<td>{mean} / {maximum:g}</td></tr>")
+        open_ones = sorted(student_of(r) for r in valid if qid in r.still_to_grade)
+        if open_ones:
+            waiting.append(f"<li><b>{html.escape(qid)}</b> ({len(open_ones)}): "
+                           f"{', '.join(html.escape(n) for n in open_ones)}</li>")
+    still = (f'<h4 class="to-grade">Still to grade</h4><ul>{"".join(waiting)}</ul>' if waiting
+             else "<p>Every hand-graded answer has its points.</p>")
+    return (f'<h3>Graded by hand</h3><table class="hand"><tr><th>question</th><th>graded</th><th>mean points</th></tr>'
+            f"{''.join(rows)}</table>{still}")
 
 
 def _gradebook(by_assignment: dict, order: list[str]) -> dict[str, dict]:
@@ -187,7 +202,7 @@ def _write_csvs(config, out: Path, gradebook: dict, order: list[str], item_rows:
     write("gradebook.csv", ["student", *order],
           [[student, *[_fmt(entry.get(aid)) for aid in order]] for student, entry in gradebook.items()])
     titles = [f"{config.assignment(aid).title} ({aid})" for aid in order]
-    canvas_rows = [["Points Possible", "", "", "", "", *[f"{config.assignment(a).max_points:g}" for a in order]]]
+    canvas_rows = [["Points Possible", "", "", "", "", *[f"{config.assignment(a).points_possible:g}" for a in order]]]
     for student, entry in gradebook.items():
         identity = entry["identity"]
         canvas_rows.append([identity.get("name", student), identity.get("canvas_id", ""), identity.get("sis_id", ""),
@@ -233,7 +248,8 @@ th {{ background: #f4f4f4; }}
 </style></head>
 <body>
 <h1>{html.escape(config.course.name)}: grade report</h1>
-<p>{html.escape(config.course.code)}, {html.escape(config.course.term)}. Manually graded questions are not included.</p>
+<p>{html.escape(config.course.code)}, {html.escape(config.course.term)}. Totals include the hand-graded points
+entered so far (the manual CSVs of each results folder); what is still to grade is listed per assignment.</p>
 {''.join(sections)}
 <section id="gradebook"><h2>Gradebook</h2>
 <table><tr><th>student</th>{head}</tr>{body}</table></section>

@@ -3,10 +3,15 @@
 `SubmissionResult` (with its `QuestionResult`s and `CheckOutcome`s) is the one schema: the grader
 builds it, `to_json` writes `results/<name>.json`, `from_json` reads it back for reports, the CSVs,
 Gradescope's results.json and the feedback.
+
+A result's `max_total` is every point of the assignment, hand-graded ones included; its `total` is
+what was awarded so far. A hand-graded question stays open (`points` None) until a manual CSV
+(`manual.py`) gives it points, so a fresh result's total is the auto-graded part.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -55,7 +60,11 @@ class CheckOutcome:
 
 @dataclass(frozen=True)
 class QuestionResult:
-    """A question's points: all of them when every check passed, else 0; manual ones stay open."""
+    """A question's points: all of them when every check passed, else 0.
+
+    A hand-graded (`manual`) question has no checks: its points are None until a grader gives them,
+    and its `feedback` is then the grader's comment.
+    """
 
     points: float | None
     max_points: float
@@ -66,15 +75,25 @@ class QuestionResult:
     @classmethod
     def scored(cls, question: Question, outcomes: list[CheckOutcome], default_message: str = "") -> "QuestionResult":
         if question.manual:
-            return cls(None, question.points, manual=True, feedback="graded by hand")
+            return cls.by_hand(question, None)
         passed = bool(outcomes) and all(o.passed for o in outcomes)
         feedback = default_message or ("all checks passed" if passed else
                                        "; ".join(f"{o.description}: {o.message}" for o in outcomes if not o.passed))
         return cls(question.points if passed else 0.0, question.points, False, tuple(outcomes), feedback)
 
+    @classmethod
+    def by_hand(cls, question: Question, points: float | None, comment: str = "") -> "QuestionResult":
+        """A hand-graded question: open (None) or given `points` with the grader's comment."""
+        return cls(points, question.points, manual=True, feedback=comment if points is not None else "graded by hand")
+
     @property
     def full(self) -> bool:
         return not self.manual and self.points == self.max_points
+
+    @property
+    def open(self) -> bool:
+        """A hand-graded question no grader has given points yet."""
+        return self.manual and self.points is None
 
     def to_json(self) -> dict:
         return {"points": self.points, "max_points": self.max_points, "manual": self.manual,
@@ -113,8 +132,21 @@ class SubmissionResult:
     @classmethod
     def totalled(cls, questions: dict[str, QuestionResult], max_total: float, **fields) -> "SubmissionResult":
         """The result with its total summed from `questions`."""
-        total = round(sum(q.points or 0 for q in questions.values()), 4)
-        return cls(total=total, max_total=max_total, questions=questions, **fields)
+        return cls(total=_awarded(questions), max_total=max_total, questions=questions, **fields)
+
+    def with_questions(self, questions: dict[str, QuestionResult]) -> "SubmissionResult":
+        """The same result with `questions` replaced and the total summed again."""
+        return dataclasses.replace(self, questions=questions, total=_awarded(questions))
+
+    @property
+    def auto_complete(self) -> bool:
+        """Every auto-graded question earned all its points (hand-graded ones aside)."""
+        return all(row.full for row in self.questions.values() if not row.manual)
+
+    @property
+    def still_to_grade(self) -> list[str]:
+        """The hand-graded questions that are still open."""
+        return [qid for qid, row in self.questions.items() if row.open]
 
     def to_json(self) -> dict:
         data = {"submission": self.submission, "assignment": self.assignment, "status": str(self.status),
@@ -147,6 +179,16 @@ class SubmissionResult:
             raise ValueError(f"not a result file of this grader ({type(exc).__name__}: {exc})") from None
 
 
+def student_of(result: SubmissionResult) -> str:
+    """The student's name from the LMS download, else the submission's file name."""
+    return (result.student or {}).get("name") or result.submission
+
+
+def _awarded(questions: dict[str, QuestionResult]) -> float:
+    """Points awarded so far: open hand-graded questions count 0."""
+    return round(sum(q.points or 0 for q in questions.values()), 4)
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so an interrupted run never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,29 +207,50 @@ def safe_name(name: str) -> str:
 
 
 class ResultStore:
-    """`OUT/results/<submission>.json` per submission and `OUT/grades.csv` for the batch."""
+    """`OUT/results/<submission>.json` per submission and `OUT/grades.csv` for the batch.
 
-    def __init__(self, out: Path, assignment: Assignment):
+    Beside them: `feedback/<submission>.md` for the student, `probes/` (for `grade --reuse`) and
+    `answers/` (the hand-graded answers, for `manual`). With `sheets` (a `manual.ManualSheets`), every
+    result is written with its hand-graded points merged in.
+    """
+
+    def __init__(self, out: Path, assignment: Assignment, sheets=None):
         self.out = Path(out)
         self.assignment = assignment
+        self.sheets = sheets
         (self.out / "results").mkdir(parents=True, exist_ok=True)
 
-    def path_for(self, submission: Submission) -> Path:
-        return self.out / "results" / f"{safe_name(submission.name)}.json"
+    def path_for(self, name: str) -> Path:
+        """The result file of the submission named `name`."""
+        return self.out / "results" / f"{safe_name(name)}.json"
 
     def probes_path_for(self, submission: Submission) -> Path:
         return self.out / "probes" / f"{safe_name(submission.name)}.json"
 
-    def write(self, submission: Submission, result: SubmissionResult, probes: dict | None = None) -> None:
-        """Write the result, its feedback and its probe data (if any), each atomically."""
+    def answers_path_for(self, name: str) -> Path:
+        return self.out / "answers" / f"{safe_name(name)}.json"
+
+    def write(self, submission: Submission, result: SubmissionResult, probes: dict | None = None,
+              answers: dict | None = None) -> SubmissionResult:
+        """Write the result (hand-graded points merged), its feedback, probe data and answers, each atomically."""
         if probes is not None:
             atomic_write(self.probes_path_for(submission), json.dumps(probes, separators=(",", ":")))
-        atomic_write(self.path_for(submission), json.dumps(result.to_json(), indent=1, sort_keys=True) + "\n")
-        atomic_write(self.out / "feedback" / f"{safe_name(submission.name)}.md", feedback_markdown(result))
+        if answers is not None:
+            atomic_write(self.answers_path_for(submission.name), json.dumps(answers, separators=(",", ":")))
+        return self.save(result, always=True)
+
+    def save(self, result: SubmissionResult, always: bool = False) -> SubmissionResult:
+        """Merge the hand-graded points and write the result and its feedback if they changed (or `always`)."""
+        merged = self.sheets.apply(result) if self.sheets is not None else result
+        if always or merged != result:
+            text = json.dumps(merged.to_json(), indent=1, sort_keys=True) + "\n"
+            atomic_write(self.path_for(result.submission), text)
+            atomic_write(self.out / "feedback" / f"{safe_name(result.submission)}.md", feedback_markdown(merged))
+        return merged
 
     def _previous(self, submission: Submission) -> SubmissionResult | None:
         try:
-            return SubmissionResult.from_json(json.loads(self.path_for(submission).read_text(encoding="utf-8")))
+            return SubmissionResult.from_json(json.loads(self.path_for(submission.name).read_text(encoding="utf-8")))
         except (OSError, ValueError):  # missing, unreadable or from another grader: grade again
             return None
 
@@ -222,12 +285,13 @@ class ResultStore:
         qids = list(self.assignment.questions)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["submission", *qids, "total", "max_total", "status", "message", "student", "student_id"])
+        writer.writerow(["submission", *qids, "total", "max_total", "to_grade", "status", "message", "student",
+                         "student_id"])
         for result in sorted(results, key=lambda r: r.submission):
             points = [_fmt(result.questions[q].points if q in result.questions else None) for q in qids]
             student = result.student or {}
             writer.writerow([result.submission, *points, _fmt(result.total), _fmt(result.max_total),
-                             result.status, result.message, student.get("name", ""),
+                             " ".join(result.still_to_grade), result.status, result.message, student.get("name", ""),
                              student.get("canvas_id") or student.get("sis_id", "")])
         path = self.out / "grades.csv"
         atomic_write(path, buffer.getvalue())
@@ -246,19 +310,24 @@ def feedback_markdown(result: SubmissionResult) -> str:
     Check messages are written never to reveal expected values; hidden checks' code is not shown.
     """
     rows = result.questions
-    manual = sum(r.max_points for r in rows.values() if r.manual)
+    open_points = sum(rows[q].max_points for q in result.still_to_grade)
     lines = [f"# {result.assignment}: feedback for {result.submission}", "",
-             f"**Score: {result.total:g} / {result.max_total:g}** (auto-graded"
-             + (f"; {manual:g} more point(s) are graded by hand)" if manual else ")"), ""]
+             f"**Score: {result.total:g} / {result.max_total:g}**"
+             + (f" ({open_points:g} point(s) are still to be graded by hand)" if open_points else ""), ""]
     if result.status != Status.OK:
         lines += [f"**Grading stopped early ({result.status}):** {result.message}", ""]
     lines += ["| question | points | |", "| --- | --- | --- |"]
     for qid, row in rows.items():
-        if row.manual:
-            lines.append(f"| {qid} | / {row.max_points:g} | graded by hand |")
+        if row.open:
+            lines.append(f"| {qid} | - / {row.max_points:g} | to be graded by hand |")
+        elif row.manual:
+            lines.append(f"| {qid} | {row.points:g} / {row.max_points:g} | graded by hand |")
         else:
             lines.append(f"| {qid} | {row.points:g} / {row.max_points:g} | "
                          f"{'all checks passed' if row.full else 'see below'} |")
+    for qid, row in rows.items():
+        if row.manual and not row.open and row.feedback:
+            lines += ["", f"## {qid} (graded by hand)", "", row.feedback]
     for qid, row in rows.items():
         if all(check.passed for check in row.checks):
             continue

@@ -189,7 +189,8 @@ def test_case_earns_only_its_honest_points(corpus, name):
 def test_clean_solution_in_the_same_batch_gets_full_marks(corpus):
     """Check that hostile neighbours do not cost a correct submission anything"""
     clean = corpus["results"]["clean_solution"]
-    assert clean["status"] == "ok" and clean["total"] == clean["max_total"]
+    assert clean["status"] == "ok" and all(row["points"] == row["max_points"]
+                                           for row in clean["questions"].values() if not row["manual"])
 
 
 def test_nothing_left_on_the_host(corpus):

@@ -73,7 +73,7 @@ def test_csv_and_result_files(graded, config, aid):
     with (out / "grades.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     questions = list(config.assignment(aid).questions)
-    assert list(rows[0]) == ["submission", *questions, "total", "max_total", "status", "message",
+    assert list(rows[0]) == ["submission", *questions, "total", "max_total", "to_grade", "status", "message",
                              "student", "student_id"]
     assert {row["submission"] for row in rows} == set(results)
     for row in rows:

@@ -57,8 +57,9 @@ def test_crash_keeps_earlier_questions(tmp_path, config):
 def test_edited_constants_are_restored_and_flagged(tmp_path, config):
     """Check that lowering a threshold in the locked constants cell changes nothing but is flagged"""
     path = edited(tmp_path, "cheat.ipynb", "MIN_TEST_ACCURACY = 0.85", "MIN_TEST_ACCURACY = 0.0")
-    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name)).result.to_json()
-    assert result["total"] == result["max_total"]
+    result = grade_one(make_job("spiral", config, jobs=1), Submission(path, path.name)).result
+    assert result.auto_complete and result.total == config.assignment("spiral").max_points
+    result = result.to_json()
     assert any("edited; the grader relies on the released version" in note for note in result["notes"])
 
 

@@ -46,7 +46,7 @@ def results_dirs(tmp_path, config):
 
 def test_report_files_and_exports(results_dirs, tmp_path, config):
     """Check the HTML's embedded plots and the three CSV exports"""
-    path = build_report(config, load_results(results_dirs), tmp_path / "report")
+    path = build_report(config, load_results(results_dirs, config), tmp_path / "report")
     page = path.read_text()
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == 3 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
@@ -54,13 +54,12 @@ def test_report_files_and_exports(results_dirs, tmp_path, config):
     assert "junk.txt" in page and "timeout" in page
     canvas = list(csv.reader((path.parent / "canvas_gradebook.csv").open()))
     assert canvas[0][:5] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
-    possible = f"{config.assignment('spiral').max_points:g}"
-    assert canvas[1][0] == "Points Possible" and canvas[1][5] == possible
-    assert ["Ann Lee", "101", "", "", "", possible] in canvas  # Ann has every question right
+    spiral = config.assignment("spiral")  # Points Possible counts the hand-graded point, still open for Ann
+    assert canvas[1][0] == "Points Possible" and canvas[1][5] == f"{spiral.points_possible:g}"
+    assert ["Ann Lee", "101", "", "", "", f"{spiral.max_points:g}"] in canvas  # Ann has every auto question right
     items = list(csv.DictReader((path.parent / "item_analysis.csv").open()))
     assert [row["question"] for row in items][:2] == ["q1", "q4"], "hardest questions come first"
-    gradebook = list(csv.DictReader((path.parent / "gradebook.csv").open()))
-    spiral = config.assignment("spiral")  # Bob lost q1 and q4
+    gradebook = list(csv.DictReader((path.parent / "gradebook.csv").open()))  # Bob lost q1 and q4
     bob = spiral.max_points - spiral.questions["q1"].points - spiral.questions["q4"].points
     assert {row["student"]: row["spiral"] for row in gradebook}["Bob Roy"] == f"{bob:g}"
 
@@ -73,16 +72,16 @@ def test_item_analysis_pass_rates():
     assert items["q1"]["pass_rate"] == pytest.approx(2 / 3) and items["q2"]["mean_points"] == pytest.approx(1.0)
 
 
-def test_missing_results_folder_is_named(tmp_path):
+def test_missing_results_folder_is_named(tmp_path, config):
     """Check that a folder without results gets a clear message"""
     with pytest.raises(FileNotFoundError, match="no results"):
-        load_results([tmp_path])
+        load_results([tmp_path], config)
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_report_renders_in_headless_chromium(results_dirs, tmp_path, config):
     """Check that Chromium renders the page with every image decoded, and takes a screenshot"""
-    path = build_report(config, load_results(results_dirs), tmp_path / "report")
+    path = build_report(config, load_results(results_dirs, config), tmp_path / "report")
     flags = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}"]
@@ -103,7 +102,7 @@ def test_unisolated_results_are_flagged(tmp_path, config):
     for name, layers in (("safe.ipynb", ["process", "bubblewrap"]), ("risky.ipynb", ["process", "unisolated"])):
         result = fake_result("spiral", name, maxima, sandbox=layers)
         store.write(Submission(tmp_path / name, name), result)
-    page = build_report(config, load_results([tmp_path / "spiral"]), tmp_path / "report").read_text()
+    page = build_report(config, load_results([tmp_path / "spiral"], config), tmp_path / "report").read_text()
     warning = re.search(r'<p class="warning">(.*?)</p>', page, re.S)
     assert warning and "without filesystem isolation" in warning.group(1)
     assert "risky.ipynb" in warning.group(1) and "safe.ipynb" not in warning.group(1)
@@ -115,9 +114,9 @@ def test_a_result_survives_its_file():
     assert SubmissionResult.from_json(json.loads(json.dumps(result.to_json()))) == result
 
 
-def test_a_file_that_is_not_a_result_is_named(tmp_path):
+def test_a_file_that_is_not_a_result_is_named(tmp_path, config):
     """Check that the report names a results file it cannot read and says what to do"""
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "notes.json").write_text('{"hello": 1}')
     with pytest.raises(ResultFileError, match=r"notes\.json.*--force"):
-        load_results([tmp_path])
+        load_results([tmp_path], config)
