@@ -2,11 +2,13 @@
 solution that fails its own tests stops the build with a clear message."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import zipfile
 
 import pytest
+import yaml
 
 from autograder.build import BuildError, build_assignment, configure_master
 from autograder.config import REPO_ROOT, load_config
@@ -81,3 +83,23 @@ def test_solution_failing_its_tests_stops_the_build(tmp_path, raw_config):
     with pytest.raises(BuildError) as info:
         build_assignment("spiral", config, out_root=tmp_path / "out", log=lambda *_: None)
     assert "does not pass its own tests" in str(info.value) and "q1" in str(info.value)
+
+
+def test_every_public_assert_says_what_is_wrong():
+    """Check that every assert in a master's public test cells carries a message, since a student who
+    runs grader.check sees only that message (a bare assert shows them just `AssertionError`)"""
+    bare = []
+    for aid in ASSIGNMENTS:
+        question, in_tests = None, False
+        for cell in load_notebook(REPO_ROOT / "solutions" / aid / f"{aid}.ipynb")["cells"]:
+            source = cell_sources({"cells": [cell]})[0]
+            first = source.strip().splitlines()[0] if source.strip() else ""
+            if cell["cell_type"] == "raw" and first == "# BEGIN QUESTION":
+                question = yaml.safe_load(source.split("\n", 1)[1])["name"]
+            elif cell["cell_type"] == "raw" and first in ("# BEGIN TESTS", "# END TESTS"):
+                in_tests = first == "# BEGIN TESTS"
+            elif cell["cell_type"] == "code" and in_tests and "hidden: true" not in source:
+                bare += [f"{aid} {question}: {ast.get_source_segment(source, node)}"
+                         for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Assert) and node.msg is None]
+    assert not bare, ("give each of these public asserts a message that tells the student what is wrong:\n"
+                      + "\n".join(bare))
