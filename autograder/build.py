@@ -185,3 +185,46 @@ def build_assignment(aid: str, config: GradingConfig, out_root: Path = REPO_ROOT
         kept.write_text(dump_notebook(fill_answers(student, solution)), encoding="utf-8")
     log(f"{aid}: wrote {student_path.relative_to(out_root)} and {bundle_path.relative_to(out_root)}")
     return {"student": student_path, "bundle": bundle_path, "solution": kept}
+
+
+def stale_build(aid: str, config: GradingConfig, root: Path = REPO_ROOT) -> list[str]:
+    """What the built files say that grading.yml no longer does (empty when they agree).
+
+    Compared by content, not by modification times (a fresh clone has arbitrary ones): the student
+    notebook's grading-constants cell, each question's points in the otter bundle, and the
+    assignment's section of the grading.yml inside the Gradescope zip, when one was built.
+    """
+    assignment = config.assignment(aid)
+    rebuild = f"rebuild with `python -m autograder build {aid}` (and release the notebook again)"
+    problems = []
+    student = root / "assignments" / aid / f"{aid}.ipynb"
+    if student.exists():
+        cells = json.loads(student.read_text(encoding="utf-8"))["cells"]
+        shown = next((_source(c) for c in cells if c["cell_type"] == "code" and _source(c).startswith(CONSTANTS_MARKER)),
+                     None)
+        if shown is not None and shown.strip() != constants_source(assignment).strip():
+            problems.append(f"the student notebook shows other thresholds or budgets than grading.yml: students "
+                            f"were not shown the values they are graded against; {rebuild}")
+    bundle = root / "autograder" / "bundles" / f"{aid}-autograder.zip"
+    if bundle.exists():
+        with zipfile.ZipFile(bundle) as archive:
+            for name in archive.namelist():
+                qid = Path(name).stem
+                if name.startswith("tests/") and qid in assignment.questions:
+                    found = re.search(r"'points':\s*([0-9.]+)", archive.read(name).decode("utf-8", "replace"))
+                    if found and float(found.group(1)) != assignment.questions[qid].points:
+                        problems.append(f"the otter bundle gives {qid} {float(found.group(1)):g} point(s), "
+                                        f"grading.yml {assignment.questions[qid].points:g}; {rebuild}")
+    gradescope = root / "build" / "gradescope" / f"{aid}-gradescope.zip"
+    if gradescope.exists():
+        with zipfile.ZipFile(gradescope) as archive:
+            shipped = yaml.safe_load(archive.read("grading.yml")) if "grading.yml" in archive.namelist() else {}
+        try:
+            same = GradingConfig.model_validate(shipped).assignments.get(aid) == assignment
+        except ValueError:  # a zip from an older grader, whose grading.yml no longer validates
+            same = False
+        if not same:
+            problems.append(f"{gradescope.relative_to(root)} was built from another grading.yml: {rebuild} "
+                            "and upload the new zip to Gradescope")
+    return problems
+

@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .config import REPO_ROOT, Assignment
+from .config import REPO_ROOT, Assignment, ConfigError
 from .wire import Array, Unsupported
 
 
@@ -131,7 +131,7 @@ def assignment_package(aid: str, assignment: Assignment) -> str:
 
 
 def load_checks(aid: str, assignment: Assignment) -> AssignmentChecks:
-    """The checks of `solutions/<aid>/verdicts.py`."""
+    """The checks of `solutions/<aid>/verdicts.py`; ConfigError when grading.yml's weights do not fit them."""
     with _LOCK:
         if aid not in _LOADED:
             module = importlib.import_module(assignment_package(aid, assignment) + ".verdicts")
@@ -140,7 +140,14 @@ def load_checks(aid: str, assignment: Assignment) -> AssignmentChecks:
                 reference=module.reference,
                 handoffs=dict(getattr(module, "HANDOFFS", {})),
             )
-        return _LOADED[aid]
+        suite = _LOADED[aid]
+    for qid, question in assignment.questions.items():
+        count = len(suite.for_question(qid))
+        if question.weights is not None and len(question.weights) != count:
+            raise ConfigError(f"grading.yml: assignments.{aid}.questions.{qid}.weights has {len(question.weights)} "
+                              f"weight(s), but {qid} has {count} check(s) in its verdicts.py: give one per check, "
+                              "in that order")
+    return suite
 
 
 def reference_for(aid: str, assignment: Assignment) -> Any:

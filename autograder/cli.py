@@ -98,14 +98,20 @@ def cmd_build(args) -> int:
 
 def cmd_grade(args) -> int:
     from .data import prepare
-    from .grade import DiskFull, grade_batch, make_job
+    from .grade import DiskFull, GraderBroken, grade_batch, make_job
     from .submissions import discover
 
     from .isolation import Unisolated
-    from .lms import identify, is_bulk_zip, unpack_bulk_zip
+    from .lms import identify, is_bulk_zip, unpack_bulk_zip, unparsed_canvas_names
+    from .results import Status
 
     config = _config(args)
     config.assignment(args.id)
+    args.out = args.out or str(Path("results") / args.id)  # one folder per assignment: never mixed
+    from .build import stale_build
+
+    for problem in stale_build(args.id, config):  # a changed grading.yml the release does not show
+        print(f"warning: {args.id}: {problem}", file=sys.stderr)
     prepare()
     roots = []
     for given in map(Path, args.submissions):
@@ -113,6 +119,10 @@ def cmd_grade(args) -> int:
         roots.append(unpack_bulk_zip(given, Path(args.out) / "unpacked") if given.suffix == ".zip"
                      and given.is_file() and is_bulk_zip(given) else given)
     submissions, choices = identify(discover(roots), roots)
+    for name in unparsed_canvas_names(submissions):
+        print(f"warning: {name} looks like a Canvas download, but its name does not read as "
+              "lastfirst[_LATE]_<user id>_<submission id>_<file>: it is graded without the student's "
+              "Canvas id and will not reach canvas_gradebook.csv; rename it and grade again", file=sys.stderr)
     for choice in choices:
         print(f"{choice.student}: graded the latest, {choice.kept}; not graded: {', '.join(choice.superseded)}",
               file=sys.stderr)
@@ -132,9 +142,9 @@ def cmd_grade(args) -> int:
     out = Path(args.out)
     try:
         results = grade_batch(job, submissions, out, force=args.force, reuse=args.reuse)
-    except (Unisolated, DiskFull) as exc:  # nothing unsafe ran; finished results are kept
+    except (Unisolated, DiskFull, GraderBroken) as exc:  # nothing unsafe ran; finished results are kept
         print(f"error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, Unisolated) else 1
+        return 1 if isinstance(exc, DiskFull) else 2
     if not job.layers.isolated:
         print("warning: graded WITHOUT filesystem isolation (--allow-unisolated); every result records it",
               file=sys.stderr)
@@ -142,8 +152,14 @@ def cmd_grade(args) -> int:
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    print(f"wrote {out / 'grades.csv'} and {len(results)} result file(s) in {out / 'results'} ({summary})")
-    return 0 if len(results) == len(submissions) else 1
+    faults = [r for r in results if r.status == Status.GRADER_ERROR]
+    print(f"wrote {out / 'grades.csv'} and {len(results) - len(faults)} result file(s) in {out / 'results'} "
+          f"({summary})")
+    if faults:
+        print(f"error: the grader failed on {len(faults)} submission(s), through no fault of theirs; they have no "
+              f"grade yet (listed in grades.csv as {Status.GRADER_ERROR}). Run the same command again to retry "
+              "them:\n  " + "\n  ".join(f"{r.submission}: {r.message}" for r in faults[:10]), file=sys.stderr)
+    return 0 if len(results) == len(submissions) and not faults else 1
 
 
 def cmd_report(args) -> int:
@@ -167,9 +183,14 @@ def cmd_manual(args) -> int:
 
 
 def cmd_gradescope_run(args) -> int:
+    from .grade import GraderBroken
     from .gradescope import run
 
-    payload = run(args.id, _config(args), Path(args.submission), Path(args.results))
+    try:
+        payload = run(args.id, _config(args), Path(args.submission), Path(args.results))
+    except GraderBroken as exc:  # no results.json: Gradescope shows a failed run, never a 0
+        print(f"error: the grader failed, not the submission: {exc}", file=sys.stderr)
+        return 1
     print(f"score {payload['score']:g}; wrote {args.results}")
     return 0
 
@@ -210,7 +231,7 @@ def parser() -> argparse.ArgumentParser:
     grade = verbs.add_parser("grade", help="grade submissions into a CSV and one JSON file each")
     grade.add_argument("id", help="assignment id, e.g. spiral")
     grade.add_argument("submissions", nargs="+", help=".ipynb files, otter export .zip files, or folders")
-    grade.add_argument("--out", default="results", help="output folder (default: %(default)s)")
+    grade.add_argument("--out", default=None, help="output folder (default: results/<id>)")
     grade.add_argument("--jobs", type=int, default=None, help="submissions graded in parallel (default: cores)")
     grade.add_argument("--force", action="store_true", help="regrade even unchanged, already graded submissions")
     grade.add_argument("--reuse", action="store_true",

@@ -65,6 +65,20 @@ class Question(Strict):
     points: float = Field(ge=0)
     manual: bool = False
     visibility: Literal["visible", "hidden", "after_due_date", "after_published"] = "visible"
+    scoring: Literal["all", "partial"] = Field(
+        default="all", description="all: the points need every check to pass; partial: each passed check earns "
+                                   "its share of the points, by weight")
+    weights: list[float] | None = Field(default=None, description="with scoring: partial, one weight per check "
+                                                                  "in verdicts.py's order (default: equal)")
+
+    @model_validator(mode="after")
+    def _weights(self) -> "Question":
+        if self.weights is not None:
+            if self.scoring != "partial":
+                raise ValueError("weights only apply with scoring: partial")
+            if not self.weights or any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
+                raise ValueError("weights must be non-negative numbers with a positive sum, one per check")
+        return self
 
 
 class Assignment(Strict):
@@ -76,6 +90,8 @@ class Assignment(Strict):
     limits: LimitsOverride = Field(default_factory=LimitsOverride)
     data: list[str] = Field(default_factory=list, description="files under datasets/ that the notebook or its "
                                                               "checks read; shipped with it and fingerprinted")
+    canvas_id: int | None = Field(default=None, ge=1, description="the Canvas assignment's id (the number in its "
+                                  "URL): the gradebook export then updates that column instead of adding one")
 
     @field_validator("data")
     @classmethod

@@ -31,7 +31,7 @@ from .plan import build_plan
 from .results import CheckOutcome, QuestionResult, ResultStore, Status, SubmissionResult
 from .isolation import Layers, detect_layers, prepared_host
 from .manual import sheets_for_batch
-from .sandbox import Sandbox, SandboxDied, SandboxTimeout, close_all
+from .sandbox import Sandbox, SandboxBroken, SandboxDied, SandboxTimeout, close_all
 from .submissions import InvalidSubmission, Submission, assignment_name, parse_notebook, read_notebook
 
 INIT_TIMEOUT_S = 120
@@ -194,8 +194,7 @@ def run_plan(job: GradingJob, planned: Planned, slot: int = 0) -> Execution:
                  device=job.config.defaults.device) as box:
         current = "start-up"
         try:
-            box.initialise(job.config.defaults.seed, threads, planned.uses_torch,
-                           min(INIT_TIMEOUT_S, limits.notebook_timeout_s))
+            start_shell(box, job, threads, planned.uses_torch)
             for step in planned.steps:
                 current = step.label
                 remaining = deadline - time.monotonic()
@@ -224,6 +223,61 @@ def run_plan(job: GradingJob, planned: Planned, slot: int = 0) -> Execution:
             execution.status = Status.ERROR
             execution.message = f"{exc} while running {current}; later cells were not run"
     return execution
+
+
+class GraderFault(RuntimeError):
+    """The grader could not grade a submission: never the student's doing, never a grade.
+
+    `log` is the runner's own error output (what went wrong before any student code ran).
+    """
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log
+
+
+class GraderBroken(RuntimeError):
+    """The sandbox cannot start on this host: the batch stopped before (or as soon as) it found out.
+
+    Finished results are kept; nothing is recorded against a student; a rerun resumes.
+    """
+
+
+def start_shell(box: Sandbox, job: GradingJob, threads: int, torch: bool) -> None:
+    """Start the notebook's shell in `box`. No student code has run yet, so any failure here is the
+    grader's (a broken interpreter, a venv the sandbox cannot see, a memory cap too low for torch)."""
+    limits = job.config.limits_for(job.aid)
+    try:
+        box.initialise(job.config.defaults.seed, threads, torch, min(INIT_TIMEOUT_S, limits.notebook_timeout_s))
+    except (SandboxDied, SandboxTimeout, SandboxBroken) as exc:
+        reason = str(exc) or f"no answer within {min(INIT_TIMEOUT_S, limits.notebook_timeout_s):.0f} s"
+        raise GraderFault(f"the grader's sandbox did not start: {reason}", box.startup_log()) from None
+
+
+def startup_check(job: GradingJob) -> None:
+    """Start one sandbox before a batch, so a host that cannot run any notebook grades nothing.
+
+    It starts the shell without torch (a fraction of a second); the first notebook's own start-up,
+    which imports torch, is the rest of the check: a failure there stops the batch too.
+    Raises GraderBroken with the runner's error output.
+    """
+    limits = job.config.limits_for(job.aid)
+    try:
+        with Sandbox(job.aid, limits, job.layers, job.data_dir, slot=0, threads=1,
+                     device=job.config.defaults.device) as box:
+            start_shell(box, job, 1, torch=False)
+    except GraderFault as exc:
+        raise GraderBroken(_broken_message(exc, "nothing was graded")) from None
+    except OSError as exc:  # the runner could not even be launched
+        raise GraderBroken(f"the grader's sandbox could not be launched ({exc}); nothing was graded") from None
+
+
+def _broken_message(fault: GraderFault, done: str) -> str:
+    """What a TA reads when the sandbox cannot start: the fault, what was kept, the runner's output."""
+    log = "\n".join(f"    {line}" for line in fault.log.splitlines()[-15:]) or "    (none)"
+    return (f"{fault}; {done}, and no submission was graded as failed. The sandbox's own error output:\n{log}\n"
+            "Fix the installation (the README's section \"The sandbox\" lists what each layer needs), then run "
+            "the same command again: it resumes")
 
 
 def _probe_question(job: GradingJob, planned: Planned, qid: str, box: Sandbox, execution: Execution,
@@ -310,7 +364,8 @@ def regrade_from_probes(job: GradingJob, previous: SubmissionResult, probes: dic
             ("submission", "assignment", "sandbox", "sha256", "student", "cell_errors", "probe_signatures")}
     result = _finish(questions, assignment, started, status=previous.status, message=previous.message,
                      notes=previous.notes, fingerprint=job.fingerprint(), reused_probes=True, **kept)
-    return Graded(result, probes)
+    # The time it took to grade is the execution's, not this recomputation's (the report plots it).
+    return Graded(dataclasses.replace(result, seconds=previous.seconds), probes)
 
 
 def _decoded_inputs(encoded) -> dict:
@@ -373,8 +428,8 @@ def _finish(questions: dict[str, QuestionResult], assignment, started: float, /,
 class Progress:
     """One line per finished submission, on stderr, with a count and an ETA."""
 
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total, self.done, self.stream = total, 0, stream
+    def __init__(self, total: int, stream=None):
+        self.total, self.done, self.stream = total, 0, stream or sys.stderr  # stderr as it is now, not at import
         self.started = time.monotonic()
         self.lock = threading.Lock()
 
@@ -387,10 +442,13 @@ class Progress:
             bar = "#" * int(20 * self.done / self.total)
             how = "reused" if reused else f"{result.seconds:.1f} s"
             by_hand = sum(result.questions[q].max_points for q in result.still_to_grade)
-            print(f"[{bar:<20}] {self.done:>{width}}/{self.total} {result.submission}: {result.status} "
-                  f"{result.total:g}/{result.max_total:g}" + (f" ({by_hand:g} to grade by hand)" if by_hand else "")
-                  + f" ({how}; ETA {eta:.0f} s)",
-                  file=self.stream, flush=True)
+            if result.status in (Status.GRADER_ERROR, Status.INVALID):
+                score = "no grade"
+            else:
+                score = f"{result.total:g}/{result.max_total:g}" + (f" ({by_hand:g} to grade by hand)" if by_hand else "")
+            reason = f": {result.message[:160]}" if result.status != Status.OK and result.message else ""
+            print(f"[{bar:<20}] {self.done:>{width}}/{self.total} {result.submission}: {result.status} {score} "
+                  f"({how}; ETA {eta:.0f} s){reason}", file=self.stream, flush=True)
 
 
 class DiskFull(RuntimeError):
@@ -426,8 +484,9 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
     private = [out, *{s.path.parent for s in submissions}]
     with prepared_host(job.layers, REPO_ROOT, job.data_dir, private, job.allow_unisolated,
                        declared=job.assignment.data) as data_dir:
-        store = ResultStore(out, job.assignment, sheets)
-        return _grade_batch(dataclasses.replace(job, data_dir=data_dir), submissions, store, force, progress, reuse)
+        job = dataclasses.replace(job, data_dir=data_dir)
+        startup_check(job)
+        return _grade_batch(job, submissions, ResultStore(out, job.assignment, sheets), force, progress, reuse)
 
 
 def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultStore, force: bool,
@@ -440,6 +499,7 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultSt
     fingerprint = job.fingerprint()
     stopping = threading.Event()  # set on Ctrl-C: results of killed runs must not be saved
     disk_full: list[str] = []     # set when free disk ran low: no new submission starts
+    broken: list[GraderFault] = []  # set when a sandbox did not start: no later one would either
 
     def work(submission: Submission) -> SubmissionResult | None:
         """The submission's result; None when it was not started (Ctrl-C, or too little disk)."""
@@ -458,7 +518,7 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultSt
                     meter.update(result, reused=True)
                 return result
         slot = slots.get()
-        if stopping.is_set() or disk_full:
+        if stopping.is_set() or disk_full or broken:
             slots.put(slot)
             return None
         problem = free_space_problem(out, job.config.defaults.min_free_disk_mb)
@@ -468,15 +528,20 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultSt
             return None
         try:
             graded = grade_one(job, submission, slot)
+        except GraderFault as exc:
+            broken.append(exc)
+            graded = Graded(grader_error(job, submission, f"{exc}; not graded, and not the student's fault"))
         except Exception as exc:  # noqa: BLE001 - one broken submission never stops a batch
-            graded = Graded(SubmissionResult(
-                submission=submission.name, assignment=job.aid, status=Status.ERROR, total=0,
-                max_total=job.assignment.points_possible, message=f"grader error: {type(exc).__name__}: {exc}",
-                fingerprint=fingerprint, sandbox=tuple(job.layers.names), student=submission.student))
+            graded = Graded(grader_error(job, submission, f"the grader failed ({type(exc).__name__}: {exc}); "
+                                                          "not graded, and not the student's fault"))
         finally:
             slots.put(slot)
         if stopping.is_set():
             return graded.result  # killed by the interrupt, not graded: a rerun grades it
+        if graded.result.status == Status.GRADER_ERROR:
+            if meter:
+                meter.update(graded.result)
+            return graded.result  # never stored: the next run grades it again
         result = store.write(submission, graded.result, graded.probes, graded.answers)
         if meter:
             meter.update(result)
@@ -493,6 +558,11 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultSt
         raise
     pool.shutdown()
     graded = [r for r in results if r is not None]
+    if broken:
+        store.write_csv(graded)
+        kept = sum(r.status != Status.GRADER_ERROR for r in graded)
+        raise GraderBroken(_broken_message(broken[0], f"the batch stopped; {kept} of {len(submissions)} "
+                                                      "submission(s) have results"))
     if disk_full:
         if graded:
             store.write_csv(graded)
@@ -500,6 +570,13 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultSt
                        "their results are kept. Free some space and run the same command again: it resumes")
     store.write_csv(graded)
     return graded
+
+
+def grader_error(job: GradingJob, submission: Submission, message: str) -> SubmissionResult:
+    """The row of a submission the grader failed on: no points, the reason, and never stored."""
+    return SubmissionResult(submission=submission.name, assignment=job.aid, status=Status.GRADER_ERROR, total=0,
+                            max_total=job.assignment.points_possible, message=message[:500],
+                            fingerprint=job.fingerprint(), sandbox=tuple(job.layers.names), student=submission.student)
 
 
 def make_job(aid: str, config: GradingConfig, jobs: int | None = None, use_bwrap: bool = True,

@@ -1,8 +1,12 @@
 """Bulk downloads from learning-management systems: who submitted what, and which file counts.
 
 Canvas "Download Submissions" names each file `<lastfirst>[_LATE]_<user id>_<submission id>_<file>`
-(a resubmitted file may end in `-1`, `-2`, ...). Gradescope's export has one folder per submission,
-`submission_<id>/`, and a `submission_metadata.yml` naming the submitters and the upload time.
+(a resubmitted file may end in `-1`, `-2`, ...). `lastfirst` is the name lowercased with every
+non-letter dropped, so it may hold any Unicode letter (`müllerjürgen`); the Canvas user id, not the
+name, is the student's identity. A file that looks like such a download but does not parse
+(`unparsed_canvas_names`) is graded without an identity, and the grade command warns about it.
+Gradescope's export has one folder per submission, `submission_<id>/`, and a
+`submission_metadata.yml` naming the submitters and the upload time.
 
 Rule when one student has several notebooks: **the latest one wins**: the highest Canvas
 submission id (then the highest resubmission number), or the newest Gradescope `:created_at`.
@@ -13,6 +17,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import unicodedata
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -21,8 +26,11 @@ import yaml
 
 from .submissions import InvalidSubmission, Submission
 
-CANVAS_NAME = re.compile(r"^(?P<name>[a-z0-9]+)_(?:(?P<late>LATE)_)?(?P<user_id>\d+)_(?P<submission_id>\d+)_"
+# [^\W_]: any Unicode letter or digit (Canvas keeps letters of every script); "_" separates the fields.
+CANVAS_NAME = re.compile(r"^(?P<name>[^\W_]+)_(?:(?P<late>LATE|late)_)?(?P<user_id>\d+)_(?P<submission_id>\d+)_"
                          r"(?P<file>.+)$")
+# What any Canvas download name contains, parsable or not: `_<user id>_<submission id>_<file>`.
+CANVAS_LIKE = re.compile(r"_\d+_\d+_[^/]+$")
 RESUBMISSION = re.compile(r"-(\d+)(\.[A-Za-z0-9]+)$")
 GRADESCOPE_METADATA = "submission_metadata.yml"
 NOTEBOOK_SUFFIXES = (".ipynb", ".zip")
@@ -46,7 +54,7 @@ def is_bulk_zip(path: Path) -> bool:
             names = [PurePosixPath(n).name for n in archive.namelist()]
     except (zipfile.BadZipFile, OSError):
         return False
-    return GRADESCOPE_METADATA in names or any(CANVAS_NAME.match(n) for n in names)
+    return GRADESCOPE_METADATA in names or any(_canvas_match(n) for n in names)
 
 
 def unpack_bulk_zip(path: Path, into: Path | None = None) -> Path:
@@ -88,8 +96,24 @@ def identify(submissions: list[Submission], roots: list[Path]) -> tuple[list[Sub
     return _latest_per_student(tagged)
 
 
+def unparsed_canvas_names(submissions: list[Submission]) -> list[str]:
+    """The submissions whose file name looks like a Canvas download but gives no identity.
+
+    Such a file is still graded, under its file name, but without the student's Canvas id: it
+    cannot reach the Canvas gradebook until it is renamed `lastfirst_<user id>_<submission id>_<file>`.
+    """
+    return sorted(sub.name for sub in submissions
+                  if CANVAS_LIKE.search(sub.path.name) and not _canvas_match(sub.path.name))
+
+
+def _canvas_match(filename: str) -> re.Match | None:
+    # macOS and some unzip tools store "ü" decomposed (u + combining diaeresis), which is no letter
+    # on its own: compare the composed form.
+    return CANVAS_NAME.match(unicodedata.normalize("NFC", filename))
+
+
 def _canvas_identity(filename: str) -> tuple[dict | None, tuple]:
-    match = CANVAS_NAME.match(filename)
+    match = _canvas_match(filename)
     if not match:
         return None, ()
     resubmission = RESUBMISSION.search(match["file"])

@@ -34,8 +34,11 @@ class Status(StrEnum):
 
     OK = "ok"            # every cell ran (cell errors are the student's, and cost their questions)
     TIMEOUT = "timeout"  # a cell or the notebook ran past its limit; questions probed before it count
-    ERROR = "error"      # the student's process died, or the grader failed (then the message says so)
+    ERROR = "error"      # the student's process died (os._exit, a segfault, the memory cap)
     INVALID = "invalid"  # the file could not be read as this assignment's notebook
+    # The grader failed (its sandbox did not start, a bug): not the student's doing. Such a result
+    # is never stored as a grade: grades.csv lists it with no points, and the next run retries it.
+    GRADER_ERROR = "grader-error"
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class QuestionResult:
     manual: bool = False
     checks: tuple[CheckOutcome, ...] = ()
     feedback: str = ""
+    scoring: str = "all"  # "all": every check must pass; "partial": each passed check earns its share
 
     @classmethod
     def scored(cls, question: Question, outcomes: list[CheckOutcome], default_message: str = "") -> "QuestionResult":
@@ -79,6 +83,10 @@ class QuestionResult:
         passed = bool(outcomes) and all(o.passed for o in outcomes)
         feedback = default_message or ("all checks passed" if passed else
                                        "; ".join(f"{o.description}: {o.message}" for o in outcomes if not o.passed))
+        if question.scoring == "partial" and outcomes:
+            weights = question.weights or [1.0] * len(outcomes)
+            share = sum(w for w, o in zip(weights, outcomes) if o.passed) / sum(weights)
+            return cls(round(question.points * share, 4), question.points, False, tuple(outcomes), feedback, "partial")
         return cls(question.points if passed else 0.0, question.points, False, tuple(outcomes), feedback)
 
     @classmethod
@@ -95,14 +103,28 @@ class QuestionResult:
         """A hand-graded question no grader has given points yet."""
         return self.manual and self.points is None
 
+    @property
+    def scoring_note(self) -> str:
+        """How the question's points were decided, in the student's terms."""
+        passed = sum(c.passed for c in self.checks)
+        if self.scoring == "partial":
+            return (f"Partial credit: each passed check earns its share of the points; {passed} of "
+                    f"{len(self.checks)} passed, {self.points or 0:g} of {self.max_points:g} point(s).")
+        return (f"All or nothing: the {self.max_points:g} point(s) need every check to pass; {passed} of "
+                f"{len(self.checks)} passed.")
+
     def to_json(self) -> dict:
-        return {"points": self.points, "max_points": self.max_points, "manual": self.manual,
+        data = {"points": self.points, "max_points": self.max_points, "manual": self.manual,
                 "checks": [c.to_json() for c in self.checks], "feedback": self.feedback}
+        if self.scoring != "all":
+            data["scoring"] = self.scoring
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "QuestionResult":
         return cls(data.get("points"), float(data["max_points"]), bool(data.get("manual", False)),
-                   tuple(CheckOutcome.from_json(c) for c in data.get("checks", [])), str(data.get("feedback", "")))
+                   tuple(CheckOutcome.from_json(c) for c in data.get("checks", [])), str(data.get("feedback", "")),
+                   str(data.get("scoring", "all")))
 
 
 @dataclass(frozen=True)
@@ -286,13 +308,15 @@ class ResultStore:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["submission", *qids, "total", "max_total", "to_grade", "status", "message", "student",
-                         "student_id"])
+                         "student_id", "late"])
         for result in sorted(results, key=lambda r: r.submission):
-            points = [_fmt(result.questions[q].points if q in result.questions else None) for q in qids]
+            graded = result.status != Status.GRADER_ERROR  # a grader fault is no grade, not a zero
+            points = [_fmt(result.questions[q].points if graded and q in result.questions else None) for q in qids]
             student = result.student or {}
-            writer.writerow([result.submission, *points, _fmt(result.total), _fmt(result.max_total),
-                             " ".join(result.still_to_grade), result.status, result.message, student.get("name", ""),
-                             student.get("canvas_id") or student.get("sis_id", "")])
+            writer.writerow([result.submission, *points, _fmt(result.total if graded else None),
+                             _fmt(result.max_total), " ".join(result.still_to_grade), result.status, result.message,
+                             student.get("name", ""), student.get("canvas_id") or student.get("sis_id", ""),
+                             "late" if student.get("late") else ""])
         path = self.out / "grades.csv"
         atomic_write(path, buffer.getvalue())
         return path
@@ -309,6 +333,11 @@ def feedback_markdown(result: SubmissionResult) -> str:
 
     Check messages are written never to reveal expected values; hidden checks' code is not shown.
     """
+    if result.status == Status.INVALID:  # nothing ran: say what to resubmit, not an empty table
+        return (f"# {result.assignment}: feedback for {result.submission}\n\n"
+                f"**This file could not be graded:** {result.message}\n\n"
+                f"Submit the notebook of this assignment ({result.assignment}.ipynb), or the zip that "
+                "`grader.export()` makes from it, and it will be graded.\n")
     rows = result.questions
     open_points = sum(rows[q].max_points for q in result.still_to_grade)
     lines = [f"# {result.assignment}: feedback for {result.submission}", "",
@@ -331,7 +360,7 @@ def feedback_markdown(result: SubmissionResult) -> str:
     for qid, row in rows.items():
         if all(check.passed for check in row.checks):
             continue
-        lines += ["", f"## {qid}", ""]
+        lines += ["", f"## {qid}", "", row.scoring_note, ""]
         for check in row.checks:
             mark = "passed" if check.passed else "failed"
             lines.append(f"- {check.description}: **{mark}**" + ("" if check.passed else f". {check.message}"))

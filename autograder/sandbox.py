@@ -377,13 +377,16 @@ class Sandbox:
         return f"the notebook's process exited with code {code}" + self._startup_error()
 
     def _startup_error(self) -> str:
+        text = self.startup_log()
+        return f" ({text.splitlines()[-1][:300]})" if text else ""
+
+    def startup_log(self) -> str:
         """The runner's own error output (written only before it hands over to student code)."""
         stream = getattr(self, "_stderr", None)
         if stream is None or stream.closed:
             return ""
         stream.seek(0)
-        text = stream.read(4000).decode(errors="replace").strip()
-        return f" ({text.splitlines()[-1][:300]})" if text else ""
+        return stream.read(4000).decode(errors="replace").strip()
 
     # -- cleanup ---------------------------------------------------------------------------
     def close(self) -> None:

@@ -74,7 +74,7 @@ def test_csv_and_result_files(graded, config, aid):
         rows = list(csv.DictReader(handle))
     questions = list(config.assignment(aid).questions)
     assert list(rows[0]) == ["submission", *questions, "total", "max_total", "to_grade", "status", "message",
-                             "student", "student_id"]
+                             "student", "student_id", "late"]
     assert {row["submission"] for row in rows} == set(results)
     for row in rows:
         stored = json.loads((out / "results" / f"{row['submission']}.json").read_text())

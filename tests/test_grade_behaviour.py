@@ -104,7 +104,9 @@ def test_rerun_resumes_and_force_regrades(tmp_path, config, monkeypatch):
     monkeypatch.setattr(grade_module, "grade_one", must_not_run)
     assert grade_batch(job, submissions, tmp_path, progress=False) == first
     forced = grade_batch(job, submissions, tmp_path, force=True, progress=False)
-    assert forced[0].status == "error" and "re-executed" in forced[0].message
+    assert forced[0].status == "grader-error" and "re-executed" in forced[0].message
+    assert json.loads((tmp_path / "results" / "blank.ipynb.json").read_text()) == stored, \
+        "a grader fault keeps the previous result"
 
 
 def test_reuse_matches_a_full_regrade_after_a_config_change(tmp_path, raw_config, monkeypatch):
@@ -112,7 +114,7 @@ def test_reuse_matches_a_full_regrade_after_a_config_change(tmp_path, raw_config
     names = ["solution.ipynb", "hardcoded_accuracy.ipynb", "softmax_at_end.ipynb", "blank.ipynb"]
     submissions = discover([SUBMISSIONS / "spiral" / n for n in names])
     config = config_with(raw_config)
-    grade_batch(make_job("spiral", config, jobs=2), submissions, tmp_path / "out", progress=False)
+    first = grade_batch(make_job("spiral", config, jobs=2), submissions, tmp_path / "out", progress=False)
 
     changed = config_with(raw_config, **{"assignments.spiral.thresholds": {"min_test_accuracy": 0.97,
                                                                            "max_best_val_loss": 0.45},
@@ -128,6 +130,8 @@ def test_reuse_matches_a_full_regrade_after_a_config_change(tmp_path, raw_config
                                                progress=False, reuse=True)]
     as_points = lambda rs: {r["submission"]: {q: row["points"] for q, row in r["questions"].items()} for r in rs}  # noqa: E731
     assert as_points(reused) == as_points(full)
+    assert {r["submission"]: r["seconds"] for r in reused} == {r.submission: r.seconds for r in first}, \
+        "a recomputed result keeps the time its execution took"
     spiral = changed.assignment("spiral")  # q3, which owns the accuracy threshold, now fails at 97%
     assert {r["submission"]: r["total"] for r in reused}["solution.ipynb"] == spiral.max_points - spiral.questions["q3"].points
 

@@ -1,9 +1,10 @@
 """Canvas and Gradescope bulk downloads: identity from names or metadata, the latest file wins."""
 from __future__ import annotations
 
+import unicodedata
 import zipfile
 
-from autograder.lms import identify, is_bulk_zip, unpack_bulk_zip
+from autograder.lms import identify, is_bulk_zip, unpack_bulk_zip, unparsed_canvas_names
 from autograder.submissions import discover
 
 
@@ -20,6 +21,22 @@ def test_canvas_names_and_latest_wins(tmp_path):
     assert names["notes.txt"] is None
     assert [(c.student, c.kept, c.superseded) for c in choices] == [
         ("leeann", "leeann_101_5002_spiral-1.ipynb", ("leeann_101_5001_spiral.ipynb",))]
+
+
+def test_canvas_names_with_any_letters(tmp_path):
+    """Check that non-ASCII Canvas names keep their identity, late or not, and odd names are reported"""
+    decomposed = unicodedata.normalize("NFD", "núñezana_13000_68000_autograd.ipynb")  # as macOS unzips it
+    for name in ["müllerjürgen_12360_67910_autograd.ipynb", "çelikayşe_LATE_12361_67911_autograd.ipynb",
+                 decomposed, "müller-jürgen_12362_67912_autograd.ipynb", "autograd.ipynb"]:
+        (tmp_path / name).write_text("{}")
+    submissions = discover([tmp_path])
+    kept, _ = identify(submissions, [tmp_path])
+    students = {s.student["canvas_id"]: s.student for s in kept if s.student}
+    assert students["12360"] == {"name": "müllerjürgen", "canvas_id": "12360", "source": "canvas", "late": False}
+    assert students["12361"]["name"] == "çelikayşe" and students["12361"]["late"] is True
+    assert students["13000"]["name"] == "núñezana"  # composed again
+    assert "12362" not in students, "a hyphen is not in a Canvas name: the file was renamed"
+    assert unparsed_canvas_names(submissions) == ["müller-jürgen_12362_67912_autograd.ipynb"]
 
 
 def test_gradescope_export_metadata(tmp_path):
