@@ -1,4 +1,5 @@
-"""`python -m autograder <verb>`: build, grade, manual, report, release, validate, calibrate, prepare-data."""
+"""`python -m autograder <verb>`: build, grade, collect, manual, report, release, validate, calibrate,
+prepare-data."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,12 @@ def cmd_validate(args) -> int:
         master = Path(DEFAULT_CONFIG).parent / assignment.notebook
         if not master.exists():
             problems.append(f"assignments.{aid}.notebook: {assignment.notebook} does not exist")
+        try:  # device: cuda needs a GPU on this machine
+            from .sandbox import gpu_policy
+
+            gpu_policy(0, config.device_for(aid))
+        except ConfigError as exc:
+            problems.append(f"assignments.{aid}: {exc}")
         checks = master.parent / "verdicts.py"
         if not checks.exists():
             problems.append(f"assignments.{aid}: hidden checks {checks.relative_to(master.parents[2])} are missing "
@@ -103,6 +110,7 @@ def cmd_grade(args) -> int:
 
     from .isolation import Unisolated
     from .lms import identify, is_bulk_zip, unpack_bulk_zip, unparsed_canvas_names
+    from .submissions import in_shard
     from .results import Status
 
     config = _config(args)
@@ -116,9 +124,15 @@ def cmd_grade(args) -> int:
     roots = []
     for given in map(Path, args.submissions):
         # A Canvas or Gradescope bulk zip is unpacked next to the results, then read as a folder.
-        roots.append(unpack_bulk_zip(given, Path(args.out) / "unpacked") if given.suffix == ".zip"
+        # Each shard unpacks its own copy: shards run at once, and must not write the same files.
+        into = Path(args.out) / "unpacked" / (f"shard-{args.shard[0]}" if args.shard else "")
+        roots.append(unpack_bulk_zip(given, into) if given.suffix == ".zip"
                      and given.is_file() and is_bulk_zip(given) else given)
     submissions, choices = identify(discover(roots), roots)
+    if args.shard:
+        total = len(submissions)
+        submissions = [s for s in submissions if in_shard(s.name, *args.shard)]
+        print(f"shard {args.shard[0]}/{args.shard[1]}: {len(submissions)} of {total} submission(s)", file=sys.stderr)
     for name in unparsed_canvas_names(submissions):
         print(f"warning: {name} looks like a Canvas download, but its name does not read as "
               "lastfirst[_LATE]_<user id>_<submission id>_<file>: it is graded without the student's "
@@ -132,6 +146,9 @@ def cmd_grade(args) -> int:
         lines = ["student,graded,not_graded"] + [f'"{c.student}","{c.kept}","{" ".join(c.superseded)}"' for c in choices]
         atomic_write(Path(args.out) / "resubmissions.csv", "\n".join(lines) + "\n")
     if not submissions:
+        if args.shard:  # a small batch split many ways leaves some shards empty: nothing to do
+            print("this shard has no submissions", file=sys.stderr)
+            return 0
         print("error: no submissions found in " + ", ".join(args.submissions), file=sys.stderr)
         return 2
     job = make_job(args.id, config, jobs=args.jobs, use_bwrap=not args.no_bwrap,
@@ -139,9 +156,13 @@ def cmd_grade(args) -> int:
     print(f"grading {len(submissions)} submission(s) of {args.id} with {job.jobs} job(s); "
           f"sandbox layers: {', '.join(job.layers.names)}"
           + (f" (not active: {'; '.join(job.layers.off)})" if job.layers.off else ""), file=sys.stderr)
+    from .sandbox import device_note
+
+    # `device: cuda` on a machine without a GPU raises ConfigError here, before anything is graded.
+    print(device_note(config.device_for(args.id), job.jobs), file=sys.stderr)
     out = Path(args.out)
     try:
-        results = grade_batch(job, submissions, out, force=args.force, reuse=args.reuse)
+        results = grade_batch(job, submissions, out, force=args.force, reuse=args.reuse, summary=not args.shard)
     except (Unisolated, DiskFull, GraderBroken) as exc:  # nothing unsafe ran; finished results are kept
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, DiskFull) else 2
@@ -153,13 +174,29 @@ def cmd_grade(args) -> int:
         counts[result.status] = counts.get(result.status, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     faults = [r for r in results if r.status == Status.GRADER_ERROR]
-    print(f"wrote {out / 'grades.csv'} and {len(results) - len(faults)} result file(s) in {out / 'results'} "
-          f"({summary})")
+    if args.shard:
+        print(f"wrote {len(results) - len(faults)} result file(s) in {out / 'results'} ({summary}); when every "
+              f"shard is done, run `python -m autograder collect {out}` for grades.csv")
+    else:
+        print(f"wrote {out / 'grades.csv'} and {len(results) - len(faults)} result file(s) in {out / 'results'} "
+              f"({summary})")
     if faults:
         print(f"error: the grader failed on {len(faults)} submission(s), through no fault of theirs; they have no "
               f"grade yet (listed in grades.csv as {Status.GRADER_ERROR}). Run the same command again to retry "
               "them:\n  " + "\n  ".join(f"{r.submission}: {r.message}" for r in faults[:10]), file=sys.stderr)
     return 0 if len(results) == len(submissions) and not faults else 1
+
+
+def cmd_collect(args) -> int:
+    from .manual import collect
+
+    path, results = collect(Path(args.out), _config(args))
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    print(f"wrote {path} from {len(results)} result file(s) ({summary})")
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -216,6 +253,15 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _shard(text: str) -> tuple[int, int]:
+    from .submissions import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m autograder",
                                   description="Build and grade the Neural Networks for Engineers assignments.")
@@ -237,11 +283,17 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--reuse", action="store_true",
                        help="recompute verdicts from stored probe data (after a threshold or points change) "
                             "without executing notebooks; submissions that need new data are executed")
+    grade.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                       help="grade only shard I of N (e.g. one task of a Slurm job array); then run `collect`")
     grade.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even if installed")
     grade.add_argument("--allow-unisolated", action="store_true",
                        help="grade even when no sandbox layer isolates the filesystem (unsafe; every result "
                             "and the report record it)")
     grade.set_defaults(func=cmd_grade)
+
+    col = verbs.add_parser("collect", help="rebuild grades.csv from the result files in a folder (after shards)")
+    col.add_argument("out", help="the folder the shards wrote (`grade --out`)")
+    col.set_defaults(func=cmd_collect)
 
     validate = verbs.add_parser("validate", help="check grading.yml")
     validate.set_defaults(func=cmd_validate)

@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 ASSIGNMENT_ID = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 QUESTION_ID = re.compile(r"^q\d+(_\d+)?[a-z]?$")
+# cuda: a GPU, or refuse to grade; cpu: GPUs hidden; auto: a GPU when the machine has one, else the CPU.
+Device = Literal["cuda", "cpu", "auto"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "grading.yml"
 
@@ -55,7 +57,7 @@ class LimitsOverride(Strict):
 class Defaults(Strict):
     limits: Limits
     seed: int = Field(ge=0, lt=2**32)
-    device: Literal["cpu", "auto"] = "cpu"
+    device: Device = "cpu"
     jobs: int | None = Field(default=None, ge=1, description="parallel submissions; default: CPU count")
     min_free_disk_mb: int = Field(default=1024, ge=0, description="a batch stops before a submission when "
                                                                   "less disk than this is free")
@@ -92,6 +94,16 @@ class Assignment(Strict):
                                                               "checks read; shipped with it and fingerprinted")
     canvas_id: int | None = Field(default=None, ge=1, description="the Canvas assignment's id (the number in its "
                                   "URL): the gradebook export then updates that column instead of adding one")
+    device: Device | None = Field(default=None, description="overrides defaults.device for this assignment")
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_device(self, handler):
+        # The grader's fingerprint hashes this dump: an assignment without its own device must dump
+        # as it did before the key existed, so results graded then stay valid.
+        data = handler(self)
+        if isinstance(data, dict) and self.device is None:
+            data.pop("device", None)
+        return data
 
     @field_validator("data")
     @classmethod
@@ -177,6 +189,10 @@ class GradingConfig(Strict):
     def limits_for(self, aid: str) -> Limits:
         override = self.assignment(aid).limits.model_dump(exclude_none=True)
         return self.defaults.limits.model_copy(update=override)
+
+    def device_for(self, aid: str) -> str:
+        """The assignment's own `device`, else `defaults.device`."""
+        return self.assignment(aid).device or self.defaults.device
 
 
 def _format_errors(path: Path, error: ValidationError) -> str:

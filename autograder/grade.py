@@ -110,6 +110,7 @@ class Execution:
     cell_errors: list[str] = field(default_factory=list)
     status: str = Status.OK
     message: str = ""
+    device: str | None = None  # "cpu" or "cuda:<index>": what the sandbox ran on
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> Graded:
     answers = hand_graded_answers(job, notebook)
     planned = plan_submission(job, notebook)
     execution = run_plan(job, planned, slot)
-    return dataclasses.replace(record(job, {**header, "sha256": sha}, planned, execution, started), answers=answers)
+    header = {**header, "sha256": sha, "device": execution.device}
+    return dataclasses.replace(record(job, header, planned, execution, started), answers=answers)
 
 
 def hand_graded_answers(job: GradingJob, notebook: dict) -> dict | None:
@@ -191,7 +193,8 @@ def run_plan(job: GradingJob, planned: Planned, slot: int = 0) -> Execution:
     threads = max(1, (os.cpu_count() or 1) // max(1, job.jobs))
     deadline = started + limits.notebook_timeout_s
     with Sandbox(job.aid, limits, job.layers, job.data_dir, slot=slot, threads=threads,
-                 device=job.config.defaults.device) as box:
+                 device=job.config.device_for(job.aid)) as box:
+        execution.device = box.policy.label
         current = "start-up"
         try:
             start_shell(box, job, threads, planned.uses_torch)
@@ -264,7 +267,7 @@ def startup_check(job: GradingJob) -> None:
     limits = job.config.limits_for(job.aid)
     try:
         with Sandbox(job.aid, limits, job.layers, job.data_dir, slot=0, threads=1,
-                     device=job.config.defaults.device) as box:
+                     device=job.config.device_for(job.aid)) as box:
             start_shell(box, job, 1, torch=False)
     except GraderFault as exc:
         raise GraderBroken(_broken_message(exc, "nothing was graded")) from None
@@ -361,7 +364,8 @@ def regrade_from_probes(job: GradingJob, previous: SubmissionResult, probes: dic
                 contexts[(qid, number)], probed[key] = ctx, probes[key]["reply"]
     questions = _verdicts(suite, assignment, probed, contexts, previous.status)
     kept = {name: getattr(previous, name) for name in
-            ("submission", "assignment", "sandbox", "sha256", "student", "cell_errors", "probe_signatures")}
+            ("submission", "assignment", "sandbox", "sha256", "student", "cell_errors", "probe_signatures",
+             "device")}
     result = _finish(questions, assignment, started, status=previous.status, message=previous.message,
                      notes=previous.notes, fingerprint=job.fingerprint(), reused_probes=True, **kept)
     # The time it took to grade is the execution's, not this recomputation's (the report plots it).
@@ -466,8 +470,11 @@ def free_space_problem(out: Path, minimum_mb: int) -> str:
 
 
 def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force: bool = False,
-                progress: bool = True, reuse: bool = False) -> list[SubmissionResult]:
+                progress: bool = True, reuse: bool = False, summary: bool = True) -> list[SubmissionResult]:
     """Grade every submission (in parallel), writing each result as soon as it is done.
+
+    With `summary` (the default) it also writes the batch's grades.csv; a shard of a batch leaves
+    that to `collect`, which reads every result in the folder.
 
     Raises `isolation.Unisolated` before grading anything when no sandbox layer isolates the
     filesystem and the job does not allow that. Free disk is checked before the batch and before
@@ -486,11 +493,12 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
                        declared=job.assignment.data) as data_dir:
         job = dataclasses.replace(job, data_dir=data_dir)
         startup_check(job)
-        return _grade_batch(job, submissions, ResultStore(out, job.assignment, sheets), force, progress, reuse)
+        store = ResultStore(out, job.assignment, sheets)
+        return _grade_batch(job, submissions, store, force, progress, reuse, summary)
 
 
 def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultStore, force: bool,
-                 progress: bool, reuse: bool) -> list[SubmissionResult]:
+                 progress: bool, reuse: bool, summary: bool) -> list[SubmissionResult]:
     out = store.out
     meter = Progress(len(submissions)) if progress and submissions else None
     slots: queue.Queue[int] = queue.Queue()
@@ -559,16 +567,18 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultSt
     pool.shutdown()
     graded = [r for r in results if r is not None]
     if broken:
-        store.write_csv(graded)
+        if summary:
+            store.write_csv(graded)
         kept = sum(r.status != Status.GRADER_ERROR for r in graded)
         raise GraderBroken(_broken_message(broken[0], f"the batch stopped; {kept} of {len(submissions)} "
                                                       "submission(s) have results"))
     if disk_full:
-        if graded:
+        if graded and summary:
             store.write_csv(graded)
         raise DiskFull(f"{disk_full[0]}: stopped after {len(graded)} of {len(submissions)} submission(s); "
                        "their results are kept. Free some space and run the same command again: it resumes")
-    store.write_csv(graded)
+    if summary:
+        store.write_csv(graded)
     return graded
 
 

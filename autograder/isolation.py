@@ -10,6 +10,9 @@ strongest:
                the only wall, `wall_off()` makes every hidden path unreadable to that uid and checks
                that it worked, and root gives the sandbox a private network namespace if it can.
 
+GPUs (`find_gpus`) and a delegated cgroup v2 (`delegated_cgroup`) are found here too; `sandbox.py`
+decides what a slot gets from them.
+
 `NN4E_SANDBOX_NO_BWRAP=1`, `NN4E_SANDBOX_NO_LANDLOCK=1` and `NN4E_SANDBOX_NO_USER=1` turn a layer off
 (the last one also the network namespace, as for a grader that is not root): the tests use them to
 exercise each layer alone.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -33,6 +37,10 @@ from .data import SUMS_FILE, declared_sums, release_files
 BASE_UID = 61000  # one uid per running sandbox, so one fork storm cannot starve another submission
 UID_RANGE = 1000
 _CLONE_NEWNET = 0x40000000
+GPU_NODE = re.compile(r"nvidia([0-9]+)")
+# Shared by every GPU: the driver's control node, unified memory (CUDA needs it), and the ones
+# some tools open. Bound only when present.
+GPU_CONTROL_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
 
 
 class Unisolated(RuntimeError):
@@ -73,6 +81,49 @@ class Layers:
         if self.private_network:
             active.append("netns")
         return active if self.isolated else [*active, "unisolated"]
+
+
+@dataclass(frozen=True)
+class Gpus:
+    """The NVIDIA GPUs a machine exposes, as host paths."""
+
+    indices: tuple[int, ...] = ()   # N of every /dev/nvidiaN, ascending
+    nodes: tuple[str, ...] = ()     # the per-GPU nodes, then the control nodes that exist
+    driver: str | None = None       # the driver's /proc/driver/nvidia folder, when present
+
+    def __bool__(self) -> bool:
+        return bool(self.indices)
+
+
+def find_gpus(dev_root: str = "/dev", proc_root: str = "/proc") -> Gpus:
+    """The GPUs under `dev_root` (`nvidia<N>` nodes) with the control nodes and driver folder
+    present; an empty `Gpus` when there is no `nvidia<N>` node (control nodes alone are no GPU)."""
+    try:
+        names = os.listdir(dev_root)
+    except OSError:
+        return Gpus()
+    indices = sorted(int(m.group(1)) for m in map(GPU_NODE.fullmatch, names) if m)
+    if not indices:
+        return Gpus()
+    nodes = [os.path.join(dev_root, f"nvidia{i}") for i in indices]
+    nodes += [os.path.join(dev_root, name) for name in GPU_CONTROL_NODES if name in names]
+    driver = os.path.join(proc_root, "driver", "nvidia")
+    return Gpus(tuple(indices), tuple(nodes), driver if os.path.isdir(driver) else None)
+
+
+def delegated_cgroup(cgroup_root: str = "/sys/fs/cgroup", self_cgroup: str = "/proc/self/cgroup") -> Path | None:
+    """This process's cgroup v2 folder when it offers the memory controller and we may write in
+    it (so a child cgroup with a `memory.max` could be made); None otherwise."""
+    try:
+        line = next(row for row in Path(self_cgroup).read_text().splitlines() if row.startswith("0::"))
+    except (OSError, StopIteration):
+        return None  # cgroup v1 only, or no /proc
+    folder = Path(cgroup_root) / line[3:].strip().lstrip("/")
+    try:
+        controllers = (folder / "cgroup.controllers").read_text().split()
+    except OSError:
+        return None
+    return folder if "memory" in controllers and os.access(folder, os.W_OK) else None
 
 
 def _switched_off(name: str) -> bool:

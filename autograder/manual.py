@@ -165,10 +165,20 @@ def _points(path: Path, line: int, text: str, maximum: float) -> float | None:
     return value
 
 
-def merge_folder(out: Path, config) -> list[SubmissionResult]:
+def collect(out: Path, config) -> tuple[Path, list[SubmissionResult]]:
+    """grades.csv of a folder rebuilt from every result in it (after `grade --shard`), sheets merged."""
+    aids = {r.assignment for r in read_folder(out)}
+    if len(aids) != 1:
+        raise ManualGradesError(f"{out} holds results of {', '.join(sorted(aids))}: collect one assignment's "
+                                "folder at a time (grade each into results/<id>)")
+    return Path(out) / "grades.csv", merge_folder(out, config, always_csv=True)
+
+
+def merge_folder(out: Path, config, always_csv: bool = False) -> list[SubmissionResult]:
     """Merge the manual CSVs into every result of a results folder and rewrite what changed.
 
-    Rewrites the changed results' JSON and feedback, and grades.csv; returns every result.
+    Rewrites the changed results' JSON and feedback, and grades.csv (always with `always_csv`);
+    returns every result.
     """
     results = read_folder(out)
     by_assignment: dict[str, list[SubmissionResult]] = {}
@@ -181,7 +191,7 @@ def merge_folder(out: Path, config) -> list[SubmissionResult]:
         sheets.check_known([r.submission for r in group])
         store = ResultStore(out, assignment, sheets)
         updated = [store.save(result) for result in group]
-        if updated != group or not (out / "grades.csv").exists():
+        if always_csv or updated != group or not (out / "grades.csv").exists():
             store.write_csv(updated)
         merged += updated
     return merged

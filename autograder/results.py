@@ -150,6 +150,7 @@ class SubmissionResult:
     student: dict | None = None
     probe_signatures: dict[str, str] = field(default_factory=dict)
     reused_probes: bool = False
+    device: str | None = None  # "cpu" or "cuda:<index>": where the notebook ran (None: nothing ran)
 
     @classmethod
     def totalled(cls, questions: dict[str, QuestionResult], max_total: float, **fields) -> "SubmissionResult":
@@ -176,7 +177,7 @@ class SubmissionResult:
                 "questions": {q: row.to_json() for q, row in self.questions.items()},
                 "notes": list(self.notes), "cell_errors": list(self.cell_errors), "fingerprint": self.fingerprint,
                 "sandbox": list(self.sandbox), "seconds": self.seconds, "probe_signatures": self.probe_signatures}
-        for key in ("sha256", "student"):
+        for key in ("sha256", "student", "device"):
             if getattr(self, key) is not None:
                 data[key] = getattr(self, key)
         if self.reused_probes:
@@ -196,7 +197,7 @@ class SubmissionResult:
                 sandbox=tuple(data.get("sandbox", [])), seconds=float(data.get("seconds", 0.0)),
                 sha256=data.get("sha256"), student=data.get("student"),
                 probe_signatures=dict(data.get("probe_signatures", {})),
-                reused_probes=bool(data.get("reused_probes", False)))
+                reused_probes=bool(data.get("reused_probes", False)), device=data.get("device"))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not a result file of this grader ({type(exc).__name__}: {exc})") from None
 

@@ -13,6 +13,13 @@ Layers (`isolation.py` decides which are available; each result records which we
                no signals or abstract sockets leaving the sandbox (ABI 6+).
   user       - when the grader runs as root: student code runs as an unprivileged uid, in a
                private network namespace when root can make one.
+
+Devices (`gpu_policy`, from the assignment's `device`): `cpu` hides the GPUs. `cuda`, and `auto` on
+a machine with NVIDIA GPUs, give slot N the GPU N % (number of GPUs) through CUDA_VISIBLE_DEVICES;
+bubblewrap binds the GPU nodes into its fresh /dev, Landlock lets the runner open them and read
+the driver's /proc/driver/nvidia.
+A GPU slot has no address-space cap (CUDA reserves far more address space than it uses), and no
+other memory cap yet: the warning says so. `cuda` on a machine without a GPU is a ConfigError.
 """
 from __future__ import annotations
 
@@ -31,8 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import wire
-from .config import Limits
-from .isolation import BASE_UID, UID_RANGE, Layers, enter_private_network, interpreter_prefixes, sandbox_python
+from .config import ConfigError, Limits
+from .isolation import (BASE_UID, UID_RANGE, Layers, delegated_cgroup, enter_private_network, find_gpus,
+                        interpreter_prefixes, sandbox_python)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RUNNER_FILES = ("runner.py", "wire.py", "landlock.py", "probe_tools.py")  # the only grader code the sandbox sees
@@ -77,7 +85,69 @@ class SandboxBroken(Exception):
     """The sandbox could not be set up as promised (a fault of the grader's host, not the student's)."""
 
 
-def _scrubbed_env(home: str, tmpdir: str, threads: int, device: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class DevicePolicy:
+    """What one slot's sandbox gets for its `device`: recorded label, binds, environment, limits."""
+
+    label: str                                # "cpu" or "cuda:<index>", as the result records it
+    binds: tuple[str, ...] = ()               # bubblewrap arguments: (--dev-bind-try, node, /dev/name) triples
+    env: tuple[tuple[str, str], ...] = ()     # added to the scrubbed environment
+    devices: tuple[str, ...] = ()             # device nodes the runner opens read-write (Landlock)
+    readable: tuple[str, ...] = ()            # extra read-only paths (Landlock)
+    cap_address_space: bool = True            # RLIMIT_AS from limits.memory_mb
+    warning: str = ""                         # for the layers line: what this slot goes without
+
+
+NO_GPU_MEMORY_CAP = "no memory cap on GPU slots: "
+
+
+def memory_warning(cgroup_root: str = "/sys/fs/cgroup", self_cgroup: str = "/proc/self/cgroup") -> str:
+    """Why a GPU slot runs without a memory cap (the address-space cap would break CUDA)."""
+    folder = delegated_cgroup(cgroup_root, self_cgroup)
+    if folder is None:
+        return NO_GPU_MEMORY_CAP + "no delegated cgroup v2"
+    return NO_GPU_MEMORY_CAP + f"the grader does not set cgroup limits yet (a delegated cgroup v2 is at {folder})"
+
+
+def gpu_policy(slot: int, device: str, dev_root: str = "/dev", proc_root: str = "/proc",
+               cgroup_root: str = "/sys/fs/cgroup", self_cgroup: str = "/proc/self/cgroup") -> DevicePolicy:
+    """The device policy of sandbox `slot` for `device` (cpu, auto or cuda) on this machine.
+
+    cpu hides every GPU (an empty CUDA_VISIBLE_DEVICES), as does auto without GPUs (nothing to see).
+    Otherwise every GPU node is bound (CUDA enumerates them all; which one a slot uses is chosen by
+    CUDA_VISIBLE_DEVICES, round-robin over the GPUs), the address-space cap is dropped and the
+    warning says what replaces it. Raises ConfigError for cuda on a machine without a GPU.
+    """
+    if device == "cpu":
+        return DevicePolicy("cpu", env=(("CUDA_VISIBLE_DEVICES", ""),))
+    gpus = find_gpus(dev_root, proc_root)
+    if not gpus:
+        if device == "cuda":
+            raise ConfigError(f"device: cuda in grading.yml, but this machine has no NVIDIA GPU (no "
+                              f"{os.path.join(dev_root, 'nvidia0')}): set device: cpu or auto, or grade on a "
+                              "GPU machine")
+        return DevicePolicy("cpu")  # auto without GPUs: the CPU, as before GPUs were supported
+    index = gpus.indices[slot % len(gpus.indices)]
+    inside = tuple("/dev/" + os.path.basename(node) for node in gpus.nodes)
+    # --dev-bind: bwrap mounts --bind and --ro-bind with nodev, where a device node cannot be opened.
+    # bwrap's fresh /dev comes first in the arguments, so these go after it.
+    binds = tuple(arg for node, target in zip(gpus.nodes, inside) for arg in ("--dev-bind-try", node, target))
+    # The driver's /proc folder needs no bind: the kernel shows /proc/driver in every procfs mount,
+    # bwrap's fresh /proc too (and bwrap cannot make a mount point inside procfs). Landlock must allow it.
+    readable = ("/proc/driver/nvidia",) if gpus.driver is not None else ()
+    return DevicePolicy(f"cuda:{index}", binds, (("CUDA_VISIBLE_DEVICES", str(index)),), inside, readable,
+                        cap_address_space=False, warning=memory_warning(cgroup_root, self_cgroup))
+
+
+def device_note(device: str, jobs: int) -> str:
+    """One line for the layers line: the device each slot gets, and what GPU slots go without."""
+    policies = [gpu_policy(slot, device) for slot in range(max(1, jobs))]
+    labels = ", ".join(sorted({p.label for p in policies}))
+    warnings = sorted({p.warning for p in policies if p.warning})
+    return f"device {device}: {labels}" + "".join(f"; {w}" for w in warnings)
+
+
+def _scrubbed_env(home: str, tmpdir: str, threads: int, policy: DevicePolicy) -> dict[str, str]:
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": home,
@@ -91,8 +161,7 @@ def _scrubbed_env(home: str, tmpdir: str, threads: int, device: str) -> dict[str
         "MKL_NUM_THREADS": str(threads),
         "TORCH_HOME": f"{home}/.torch",
     }
-    if device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""
+    env.update(policy.env)
     return env
 
 
@@ -102,9 +171,11 @@ def _tmpfs_sizes(limits: Limits) -> dict[str, int]:
     return {"work": total // 2, "/tmp": total // 4, "/dev/shm": total - total // 2 - total // 4}
 
 
-def _bwrap_args(bwrap: str, limits: Limits, inside_work: Path, grader_dir: Path, data_dir: Path | None) -> list[str]:
+def _bwrap_args(bwrap: str, limits: Limits, inside_work: Path, grader_dir: Path, data_dir: Path | None,
+                device_binds: tuple[str, ...] = ()) -> list[str]:
     """Arguments for bubblewrap. Everything the sandbox can write is a tmpfs of fixed size, so a
-    submission that fills its disk gets "No space left on device" instead of filling the host's."""
+    submission that fills its disk gets "No space left on device" instead of filling the host's.
+    `device_binds` (a GPU slot's nodes) go on top of the fresh /dev."""
     sizes = _tmpfs_sizes(limits)
     args = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
@@ -125,6 +196,7 @@ def _bwrap_args(bwrap: str, limits: Limits, inside_work: Path, grader_dir: Path,
     args.extend(["--proc", "/proc", "--dev", "/dev",
                  "--perms", "1777", "--size", str(sizes["/dev/shm"]), "--tmpfs", "/dev/shm",
                  "--perms", "1777", "--size", str(sizes["/tmp"]), "--tmpfs", "/tmp"])
+    args.extend(device_binds)
     made.add("/tmp")
     for prefix in interpreter_prefixes():
         parents_of(prefix)
@@ -153,22 +225,28 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
-def _limit_child(limits: Limits, uid: int | None, private_network: bool):
+def _rlimits(limits: Limits, cap_address_space: bool = True) -> list[tuple[int, int]]:
+    """The rlimits of a sandbox (RLIMIT_NPROC aside): (resource, value) pairs. A GPU slot has no
+    address-space cap: CUDA reserves tens of GiB of virtual memory it never touches."""
+    mib = 2**20
+    pairs = [(resource.RLIMIT_AS, limits.memory_mb * mib)] if cap_address_space else []
+    return pairs + [
+        (resource.RLIMIT_NOFILE, limits.max_open_files),
+        (resource.RLIMIT_FSIZE, limits.max_file_size_mb * mib),
+        (resource.RLIMIT_CPU, int(limits.notebook_timeout_s) + 30),
+        (resource.RLIMIT_CORE, 0),
+    ]
+
+
+def _limit_child(limits: Limits, uid: int | None, private_network: bool, cap_address_space: bool = True):
     """preexec_fn: rlimits (inherited by everything the student starts) and the network namespace."""
     # A sandbox uid owns nothing else; otherwise the limit must leave room for the user's own tasks.
     nproc = limits.max_processes if uid is not None else _tasks_of(os.getuid()) + limits.max_processes
+    pairs = _rlimits(limits, cap_address_space)  # computed before the fork: preexec_fn stays minimal
 
     def apply():
         if private_network:
             enter_private_network()  # raising here makes Popen fail: no sandbox without its wall
-        mib = 2**20
-        pairs = [
-            (resource.RLIMIT_AS, limits.memory_mb * mib),
-            (resource.RLIMIT_NOFILE, limits.max_open_files),
-            (resource.RLIMIT_FSIZE, limits.max_file_size_mb * mib),
-            (resource.RLIMIT_CPU, int(limits.notebook_timeout_s) + 30),
-            (resource.RLIMIT_CORE, 0),
-        ]
         for which, value in pairs:
             resource.setrlimit(which, (value, value))
         # Root ignores RLIMIT_NPROC; the runner drops to the sandbox uid before any student code.
@@ -195,12 +273,14 @@ class Sandbox:
     slot: int = 0
     threads: int = 1
     device: str = "cpu"
+    policy: DevicePolicy = field(init=False)
     tmp: Path = field(init=False)
     work: Path = field(init=False)
     proc: subprocess.Popen | None = field(init=False, default=None)
     uid: int | None = field(init=False, default=None)
 
     def __post_init__(self):
+        self.policy = gpu_policy(self.slot, self.device)  # first: a ConfigError leaves nothing behind
         self.tmp = Path(tempfile.mkdtemp(prefix=f"nn4e-sandbox-{os.getpid()}-"))
         grader_dir = self.tmp / "grader"
         grader_dir.mkdir()
@@ -238,7 +318,8 @@ class Sandbox:
             if self.data_dir is not None:
                 read.append(str(Path(self.data_dir).resolve()))
             write = [str(self.work), str(self.home)]
-        return {"read": [*read, *SYSTEM_FILES], "write": [*write, *DEVICES]}
+        return {"read": [*read, *SYSTEM_FILES, *self.policy.readable],
+                "write": [*write, *DEVICES, *self.policy.devices]}
 
     def start(self) -> None:
         if self.layers.unprivileged_user:
@@ -248,11 +329,12 @@ class Sandbox:
         python = [sandbox_python(), "-E", "-s"]
         if self.layers.bubblewrap:
             inside_work = SANDBOX_ROOT / "assignments" / self.assignment_id
-            env = _scrubbed_env("/tmp", "/tmp", self.threads, self.device)
-            command = _bwrap_args(self.layers.bwrap, self.limits, inside_work, self.tmp / "grader", self.data_dir)
+            env = _scrubbed_env("/tmp", "/tmp", self.threads, self.policy)
+            command = _bwrap_args(self.layers.bwrap, self.limits, inside_work, self.tmp / "grader", self.data_dir,
+                                  self.policy.binds)
             command += [*python, str(GRADER_DIR_INSIDE / "runner.py")]
         else:
-            env = _scrubbed_env(str(self.home), str(self.home / "tmp"), self.threads, self.device)
+            env = _scrubbed_env(str(self.home), str(self.home / "tmp"), self.threads, self.policy)
             command = [*python, str(self.tmp / "grader" / "runner.py")]
             if uid is None:
                 _become_subreaper()  # orphans of the sandbox become ours, so close() can find them
@@ -261,7 +343,8 @@ class Sandbox:
         # Start-up failures (a missing interpreter, a broken venv) are kept for the error message;
         # the runner points its stderr at /dev/null before any student code runs.
         self._stderr = tempfile.TemporaryFile()
-        preexec = _limit_child(self.limits, uid, self.layers.private_network and not self.layers.bubblewrap)
+        preexec = _limit_child(self.limits, uid, self.layers.private_network and not self.layers.bubblewrap,
+                               self.policy.cap_address_space)
         with _ACTIVE_LOCK:  # registered as it starts, so no orphan hunt mistakes it for an orphan
             self.proc = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,

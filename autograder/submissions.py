@@ -52,6 +52,27 @@ def discover(paths: list[Path]) -> list[Submission]:
     return found
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` (1 <= I <= N) as (I, N); ValueError with what to write otherwise."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: write I/N, e.g. 3/10 for the third of ten shards") from None
+    if not 1 <= index <= count:
+        raise ValueError(f"--shard {text!r}: I must be between 1 and N (here N = {count})")
+    return index, count
+
+
+def in_shard(name: str, index: int, count: int) -> bool:
+    """Whether the submission named `name` belongs to shard `index` of `count` (numbered from 1).
+
+    Decided by a hash of the name alone, so every shard agrees without talking to the others and a
+    submission stays in its shard when others are added (a late one, a second download).
+    """
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % count == index - 1
+
+
 def read_notebook(path: Path, max_bytes: int) -> tuple[dict, str]:
     """Return (notebook, sha256 of the notebook bytes). Raise InvalidSubmission with a clear reason."""
     suffix = path.suffix.lower()

@@ -29,7 +29,7 @@ def test_repository_config_is_valid(config):
     (lambda d: d["assignments"].update(cnn=d["assignments"]["spiral"]), "assignments.cnn.notebook", "cnn.ipynb"),
     (lambda d: d["assignments"].update(CNN_1=d["assignments"]["spiral"]), "'CNN_1'", "lower-case words"),
     (lambda d: d["assignments"]["spiral"].update(data=["../grading.yml"]), "assignments.spiral.data", "inside datasets/"),
-    (lambda d: d["defaults"].update(device="gpu"), "defaults.device", "'cpu' or 'auto'"),
+    (lambda d: d["defaults"].update(device="gpu"), "defaults.device", "'cuda', 'cpu' or 'auto'"),
     (lambda d: d["defaults"]["limits"].update(memory_mb=-1), "defaults.limits.memory_mb", "greater than or equal"),
     (lambda d: d["defaults"]["limits"].update(disk_mb=4), "defaults.limits.disk_mb", "greater than or equal"),
     (lambda d: d["assignments"]["spiral"].setdefault("limits", {}).update(max_files=10),
