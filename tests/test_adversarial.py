@@ -155,8 +155,10 @@ def corpus(tmp_path_factory, raw_config):
                 .replace("{port}", str(server.port)).replace("{token}", TOKEN))
         write_notebook(insert_cell(bases[case["base"]], code, case.get("before")), folder / f"{name}.ipynb")
     write_notebook(bases["solution"], folder / "clean_solution.ipynb")
+    # 25 s per cell: five times the spiral solution's slowest cell on a busy 2-core machine, and what
+    # the two cases that never end (an infinite loop, a long sleep) each cost the run.
     config = config_with(raw_config, **{"assignments.spiral.limits": {
-        "cell_timeout_s": 45, "notebook_timeout_s": 240, "max_files": MAX_FILES}})
+        "cell_timeout_s": 25, "notebook_timeout_s": 240, "max_files": MAX_FILES}})
     sandboxes_before = set(Path(tempfile.gettempdir()).glob(f"nn4e-sandbox-{os.getpid()}-*"))
     free = FreeSpace(Path(tempfile.gettempdir()))
     try:
