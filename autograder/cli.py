@@ -169,10 +169,7 @@ def cmd_grade(args) -> int:
     if not job.layers.isolated:
         print("warning: graded WITHOUT filesystem isolation (--allow-unisolated); every result records it",
               file=sys.stderr)
-    counts = {}
-    for result in results:
-        counts[result.status] = counts.get(result.status, 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    summary = _status_summary(results)
     faults = [r for r in results if r.status == Status.GRADER_ERROR]
     if args.shard:
         print(f"wrote {len(results) - len(faults)} result file(s) in {out / 'results'} ({summary}); when every "
@@ -187,14 +184,19 @@ def cmd_grade(args) -> int:
     return 0 if len(results) == len(submissions) and not faults else 1
 
 
+def _status_summary(results) -> str:
+    """"2 invalid, 40 ok": how many results ended in each status."""
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
 def cmd_collect(args) -> int:
     from .manual import collect
 
     path, results = collect(Path(args.out), _config(args))
-    counts: dict[str, int] = {}
-    for result in results:
-        counts[result.status] = counts.get(result.status, 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    summary = _status_summary(results)
     print(f"wrote {path} from {len(results)} result file(s) ({summary})")
     return 0
 
