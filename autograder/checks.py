@@ -23,6 +23,7 @@ on anything that is not the expected plain type.
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import sys
@@ -157,6 +158,19 @@ def reference_for(aid: str, assignment: Assignment) -> Any:
         if key not in _REFERENCES:
             _REFERENCES[key] = _LOADED[aid].reference(assignment) if aid in _LOADED else None
         return _REFERENCES[key]
+
+
+# CPython 3.11 keeps the AST constructor's recursion depth in state that every thread shares, so
+# two grading threads parsing at once can fail with "SystemError: AST constructor recursion depth
+# mismatch" (python/cpython#106905): a grader fault on a correct submission. Every parse in the
+# grader's process (verdicts here, `shipping` for probes) holds this lock.
+PARSE_LOCK = threading.RLock()  # re-entered: `shipping` holds it around inspect.getsource too
+
+
+def parse(source: str) -> ast.Module:
+    """`ast.parse(source)`, safe to call from several grading threads at once."""
+    with PARSE_LOCK:
+        return ast.parse(source)
 
 
 # -- helpers for verdicts: validate untrusted probe data --------------------------------------

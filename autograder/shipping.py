@@ -33,6 +33,7 @@ import sys
 import textwrap
 
 from . import wire
+from .checks import PARSE_LOCK, parse
 
 TOOLS_MODULE = "autograder.probe_tools"  # the one grader module with a copy in the sandbox
 SANDBOX_TOOLS = "probe_tools"
@@ -48,7 +49,8 @@ def ship(obj, *, closure: bool = True) -> dict:
     if obj.__module__ == TOOLS_MODULE:
         return {"call": obj.__name__, "sources": [], "imports": [[obj.__name__, SANDBOX_TOOLS, obj.__name__]]}
     shipment = {"call": obj.__name__, "sources": [], "imports": {}, "constants": {}}
-    _visit(obj, _package(obj), closure, shipment, seen=set(), strict=True)
+    with PARSE_LOCK:  # inspect.getsource and _names_used parse: one grading thread at a time
+        _visit(obj, _package(obj), closure, shipment, seen=set(), strict=True)
     shipment["imports"] = sorted(shipment["imports"].values())
     shipment["constants"] = wire.encode(shipment["constants"])
     return shipment
@@ -62,7 +64,8 @@ def signature(*objects) -> str:
             parts.append(None)
             continue
         shipment = {"call": obj.__name__, "sources": [], "imports": {}, "constants": {}}
-        _visit(obj, _package(obj), True, shipment, seen=set(), strict=False)
+        with PARSE_LOCK:
+            _visit(obj, _package(obj), True, shipment, seen=set(), strict=False)
         shipment["imports"] = sorted(shipment["imports"].values())
         parts.append(shipment)
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:16]
@@ -128,7 +131,7 @@ def _names_used(source: str) -> list[str]:
     `SpiralNet` is not sent the reference class of the same name: a probe calls student code,
     which could find anything the probe holds by walking the stack.
     """
-    tree = ast.parse(source)
+    tree = parse(source)
     bound = {node.arg for node in ast.walk(tree) if isinstance(node, ast.arg)}
     bound |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
     names = (node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id not in bound)

@@ -123,3 +123,25 @@ def test_sandbox_side_modules_import_nothing_of_the_grader(path):
             top = name.split(".")[0]
             assert name in SANDBOX_IMPORTS or top in SANDBOX_IMPORTS or top in sys.stdlib_module_names, \
                 f"{path}: `import {name}` is not available in the sandbox"
+
+
+GRADER_SIDE = [p for p in sorted((REPO_ROOT / "autograder").glob("*.py")) if p.name != "runner.py"] + \
+    [p for p in PACKAGE_FILES if p not in SANDBOX_SIDE]
+
+
+@pytest.mark.parametrize("path", GRADER_SIDE, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_grader_parses_python_only_under_its_lock(path):
+    """Check that the grader's own process never calls ast.parse outside `checks.parse`: grading
+    threads parsing at once make CPython 3.11 raise a SystemError (a grader fault on a correct answer)"""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "parse" \
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "ast":
+            inside = path.name == "checks.py" and node.lineno in _lines_of(path, "parse")
+            assert inside, f"{path.name} line {node.lineno}: use autograder.checks.parse (it holds PARSE_LOCK)"
+
+
+def _lines_of(path, function: str) -> range:
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            return range(node.lineno, node.end_lineno + 1)
+    return range(0)

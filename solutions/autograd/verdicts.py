@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from autograder.checks import Check, Context, Fail, Handoff, expect, integer, number, numbers
+from autograder.checks import Check, Context, Fail, Handoff, expect, integer, number, numbers, parse
 
 from . import probes
 from .reference import (BINARY, DERIVED_OPERATIONS, MLP, N_UPDATES, REFLECTED, WITH_CONST, XOR_X, XOR_Y, Dual, Layer,
@@ -225,7 +225,7 @@ def verdict_random(data: dict, ctx: Context) -> None:
 def _forbidden(source: str) -> str | None:
     lines = [("" if line.lstrip().startswith(("%", "!")) else line) for line in source.splitlines()]
     try:
-        tree = ast.parse("\n".join(lines))
+        tree = parse("\n".join(lines))  # the grader's lock: verdicts run in several threads
     except SyntaxError:
         hit = re.search(r"^\s*(?:import|from)\s+(" + "|".join(FORBIDDEN_MODULES) + r")\b", source, re.M)
         return hit.group(1) if hit else None
