@@ -105,13 +105,8 @@ def cmd_build(args) -> int:
 
 def cmd_grade(args) -> int:
     from .data import prepare
-    from .grade import DiskFull, GraderBroken, grade_batch, make_job
-    from .submissions import discover
-
-    from .isolation import Unisolated
     from .lms import identify, is_bulk_zip, unpack_bulk_zip, unparsed_canvas_names
-    from .submissions import in_shard
-    from .results import Status
+    from .submissions import discover, in_shard
 
     config = _config(args)
     config.assignment(args.id)
@@ -151,22 +146,55 @@ def cmd_grade(args) -> int:
             return 0
         print("error: no submissions found in " + ", ".join(args.submissions), file=sys.stderr)
         return 2
-    job = make_job(args.id, config, jobs=args.jobs, use_bwrap=not args.no_bwrap,
-                   allow_unisolated=args.allow_unisolated)
-    print(f"grading {len(submissions)} submission(s) of {args.id} with {job.jobs} job(s); "
-          f"sandbox layers: {', '.join(job.layers.names)}"
-          + (f" (not active: {'; '.join(job.layers.off)})" if job.layers.off else ""), file=sys.stderr)
+    engine = None
+    if args.cluster:
+        from .cluster import ClusterError, ClusterEngine, connect
+
+        try:
+            engine = ClusterEngine(connect(args.cluster), args.cluster, use_bwrap=not args.no_bwrap)
+        except ClusterError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    try:
+        return _grade_submissions(args, config, submissions, engine)
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+def _grade_submissions(args, config, submissions, engine) -> int:
+    """Grade the found submissions here or on the cluster behind `engine`; print the outcome."""
+    from .grade import DiskFull, GraderBroken, grade_batch, make_job
+    from .isolation import Unisolated
+    from .results import Status
     from .sandbox import device_note
 
-    # `device: cuda` on a machine without a GPU raises ConfigError here, before anything is graded.
-    print(device_note(config.device_for(args.id), job.jobs), file=sys.stderr)
+    faults_of_setup: tuple = (Unisolated, DiskFull, GraderBroken)
+    if engine is not None:
+        from .cluster import ClusterError
+
+        faults_of_setup += (ClusterError,)
+        # One queued task per worker thread besides the running one: no worker waits for this client.
+        jobs = args.jobs or max(1, 2 * engine.threads())
+        job = make_job(args.id, config, jobs=jobs, use_bwrap=not args.no_bwrap, allow_unisolated=args.allow_unisolated)
+        print(f"grading {len(submissions)} submission(s) of {args.id} on {engine.describe()}, "
+              f"{job.jobs} at a time; each worker uses its own sandbox", file=sys.stderr)
+    else:
+        job = make_job(args.id, config, jobs=args.jobs, use_bwrap=not args.no_bwrap,
+                       allow_unisolated=args.allow_unisolated)
+        print(f"grading {len(submissions)} submission(s) of {args.id} with {job.jobs} job(s); "
+              f"sandbox layers: {', '.join(job.layers.names)}"
+              + (f" (not active: {'; '.join(job.layers.off)})" if job.layers.off else ""), file=sys.stderr)
+        # `device: cuda` on a machine without a GPU raises ConfigError here, before anything is graded.
+        print(device_note(config.device_for(args.id), job.jobs), file=sys.stderr)
     out = Path(args.out)
     try:
-        results = grade_batch(job, submissions, out, force=args.force, reuse=args.reuse, summary=not args.shard)
-    except (Unisolated, DiskFull, GraderBroken) as exc:  # nothing unsafe ran; finished results are kept
+        results = grade_batch(job, submissions, out, force=args.force, reuse=args.reuse, summary=not args.shard,
+                              engine=engine)
+    except faults_of_setup as exc:  # nothing unsafe ran; finished results are kept
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, DiskFull) else 2
-    if not job.layers.isolated:
+    if engine is None and not job.layers.isolated:
         print("warning: graded WITHOUT filesystem isolation (--allow-unisolated); every result records it",
               file=sys.stderr)
     summary = _status_summary(results)
@@ -287,6 +315,9 @@ def parser() -> argparse.ArgumentParser:
                             "without executing notebooks; submissions that need new data are executed")
     grade.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                        help="grade only shard I of N (e.g. one task of a Slurm job array); then run `collect`")
+    grade.add_argument("--cluster", default=None, metavar="ADDRESS",
+                       help="grade on the workers of the Dask scheduler at ADDRESS (e.g. tcp://head:8786); "
+                            "results are written here, as without it")
     grade.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even if installed")
     grade.add_argument("--allow-unisolated", action="store_true",
                        help="grade even when no sandbox layer isolates the filesystem (unsafe; every result "

@@ -470,7 +470,8 @@ def free_space_problem(out: Path, minimum_mb: int) -> str:
 
 
 def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force: bool = False,
-                progress: bool = True, reuse: bool = False, summary: bool = True) -> list[SubmissionResult]:
+                progress: bool = True, reuse: bool = False, summary: bool = True,
+                engine: "ClusterEngine | None" = None) -> list[SubmissionResult]:  # noqa: F821
     """Grade every submission (in parallel), writing each result as soon as it is done.
 
     With `summary` (the default) it also writes the batch's grades.csv; a shard of a batch leaves
@@ -481,6 +482,9 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
     each submission: below `defaults.min_free_disk_mb` the batch stops with `DiskFull`, keeping
     every finished result and writing nothing half-way. With `reuse`, verdicts are recomputed from
     each submission's stored probe data, and only submissions whose checks need new data run again.
+
+    With a cluster `engine` (`cluster.ClusterEngine`), submissions are executed on its workers, which
+    are checked first (`cluster.ClusterError` when one cannot grade); everything else stays here.
     """
     out.mkdir(parents=True, exist_ok=True)
     problem = free_space_problem(out, job.config.defaults.min_free_disk_mb)
@@ -488,6 +492,10 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
         raise DiskFull(f"{problem}: nothing was graded; free some space and run the same command again")
     # Hand-graded points are merged into every result written; a bad sheet stops the batch first.
     sheets = sheets_for_batch(out, job.aid, job.assignment, [s.name for s in submissions])
+    if engine is not None:  # no student code runs here: the workers prepare their own hosts
+        engine.check_workers(job)
+        return _grade_batch(job, submissions, ResultStore(out, job.assignment, sheets), force, progress, reuse,
+                            summary, engine)
     private = [out, *{s.path.parent for s in submissions}]
     with prepared_host(job.layers, REPO_ROOT, job.data_dir, private, job.allow_unisolated,
                        declared=job.assignment.data) as data_dir:
@@ -498,8 +506,9 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
 
 
 def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultStore, force: bool,
-                 progress: bool, reuse: bool, summary: bool) -> list[SubmissionResult]:
+                 progress: bool, reuse: bool, summary: bool, engine=None) -> list[SubmissionResult]:
     out = store.out
+    execute = engine.grade if engine is not None else grade_one
     meter = Progress(len(submissions)) if progress and submissions else None
     slots: queue.Queue[int] = queue.Queue()
     for slot in range(job.jobs):
@@ -535,7 +544,7 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultSt
             slots.put(slot)
             return None
         try:
-            graded = grade_one(job, submission, slot)
+            graded = execute(job, submission, slot)
         except GraderFault as exc:
             broken.append(exc)
             graded = Graded(grader_error(job, submission, f"{exc}; not graded, and not the student's fault"))
@@ -563,6 +572,8 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultSt
         stopping.set()
         pool.shutdown(wait=False, cancel_futures=True)
         close_all()
+        if engine is not None:
+            engine.cancel()
         raise
     pool.shutdown()
     graded = [r for r in results if r is not None]

@@ -65,6 +65,12 @@ class Layers:
         return self.bubblewrap or self.landlock > 0 or self.unprivileged_user
 
     @property
+    def network_cut(self) -> bool:
+        """True when student code cannot open a TCP connection: bubblewrap's or root's network
+        namespace, or Landlock ABI 4+."""
+        return self.bubblewrap or self.private_network or self.landlock >= 4
+
+    @property
     def uid_only(self) -> bool:
         """The sandbox uid is the only wall: hidden files must be made unreadable to it."""
         return self.unprivileged_user and not self.bubblewrap and not self.landlock

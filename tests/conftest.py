@@ -168,3 +168,18 @@ def pytest_sessionfinish(session, exitstatus):
         else:
             print(text)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory):
+    """A Dask LocalCluster of two single-thread worker processes (restarted by their nannies when
+    killed). The scheduler reports a lost worker's task at once (allowed-failures 0), so the
+    grader's own retry is what the tests see. The workers' temporary folders are the fixture's: a
+    killed worker cannot clean its own up."""
+    dask = pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+    scratch = tmp_path_factory.mktemp("dask")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0, "temporary-directory": str(scratch)}):
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                      local_directory=str(scratch), env={"TMPDIR": str(scratch)}) as cluster:
+            yield cluster

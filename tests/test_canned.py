@@ -148,3 +148,29 @@ def test_byte_different_copies_get_identical_results(graded, config, tmp_path, a
         assert copy["status"] == original["status"]
         assert {q: (row["points"], [c["message"] for c in row["checks"]]) for q, row in copy["questions"].items()} == \
             {q: (row["points"], [c["message"] for c in row["checks"]]) for q, row in original["questions"].items()}
+
+
+@pytest.mark.parametrize("aid", ["autograd", "perceptron-xor"])
+def test_a_dask_cluster_grades_exactly_as_the_local_run(graded, config, dask_cluster, tmp_path, aid):
+    """Check that every canned submission graded on a two-worker LocalCluster gets the local run's
+    result (status, points, checks, feedback, messages) and the same hand-graded answers"""
+    from distributed import Client
+
+    from autograder.cluster import ClusterEngine
+
+    local, local_out = graded(aid)
+    out = tmp_path / "cluster"
+    with Client(dask_cluster.scheduler_address, set_as_default=False) as client:
+        engine = ClusterEngine(client, dask_cluster.scheduler_address)
+        remote = grade_batch(make_job(aid, config, jobs=2), discover([SUBMISSIONS / aid]), out, progress=False,
+                             engine=engine)
+    assert sorted(r.submission for r in remote) == sorted(local)
+    for result in remote:
+        ours, theirs = result.to_json(), dict(local[result.submission])
+        ours.pop("seconds"), theirs.pop("seconds")
+        assert ours == theirs, result.submission
+    answers = sorted(p.name for p in (local_out / "answers").glob("*.json"))
+    assert answers == sorted(p.name for p in (out / "answers").glob("*.json"))
+    for name in answers:
+        assert (out / "answers" / name).read_text() == (local_out / "answers" / name).read_text(), name
+    assert (out / "grades.csv").read_text() == (local_out / "grades.csv").read_text()
