@@ -345,6 +345,7 @@ class Sandbox:
         self._stderr = tempfile.TemporaryFile()
         preexec = _limit_child(self.limits, uid, self.layers.private_network and not self.layers.bubblewrap,
                                self.policy.cap_address_space)
+        self._started_ticks = _now_ticks()  # everything the sandbox starts is younger than this
         with _ACTIVE_LOCK:  # registered as it starts, so no orphan hunt mistakes it for an orphan
             self.proc = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
@@ -492,7 +493,7 @@ class Sandbox:
                 if not self.layers.bubblewrap:
                     _remove_files_of(self.uid)
             elif not self.layers.bubblewrap:
-                _kill_orphans()
+                _kill_orphans(self._started_ticks)
             self.proc = None
         if getattr(self, "_stderr", None) is not None:
             self._stderr.close()
@@ -572,37 +573,52 @@ def _become_subreaper() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def _kill_orphans(patience_s: float = 10.0) -> None:
+def _stat_fields(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat's fields after the command name: [0] is field 3 (state), [1] the parent."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _now_ticks() -> int:
+    """Now, in the clock ticks since boot that /proc/<pid>/stat's start time (field 22) counts,
+    rounded down a tick so that a process started this instant is not older."""
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return max(0, int(uptime * os.sysconf("SC_CLK_TCK")) - 1)
+
+
+def _kill_orphans(since_ticks: int, patience_s: float = 10.0) -> None:
     """Kill processes a sandbox left behind when it has neither a PID namespace nor its own uid.
 
     The grader is a child subreaper, so a daemon that double-forked out of its process group is
     re-parented to the grader instead of init. Any child of ours that is not a running sandbox's
-    runner is such an orphan (the grader starts no other long-lived children while grading, and
-    runners are registered under the same lock they are started with); its own children are
-    re-parented to us in turn when it dies.
+    runner and started no earlier than this sandbox (`since_ticks`) is such an orphan:
+    runners are registered under the same lock they are started with, and the grader's own older
+    children (a Dask worker's, a notebook server's, multiprocessing's resource tracker) are spared.
+    An orphan's own children are re-parented to us in turn when it dies.
     """
     me = os.getpid()
     deadline = time.monotonic() + patience_s
     while time.monotonic() < deadline:
         with _ACTIVE_LOCK:
             runners = {box.proc.pid for box in _ACTIVE if box.proc is not None}
-            found = _kill_children_except(me, runners)
+            found = _kill_children_except(me, runners, since_ticks)
         if not found:
             return
         time.sleep(0.05)
 
 
-def _kill_children_except(me: int, runners: set[int]) -> bool:
-    """SIGKILL (and reap) every child of `me` but `runners`; True if there was one."""
+def _kill_children_except(me: int, runners: set[int], since_ticks: int) -> bool:
+    """SIGKILL (and reap) every child of `me` started at or after `since_ticks`, but `runners`;
+    True if there was one."""
     found = False
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) in runners:
             continue
         try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            fields = _stat_fields(entry.name)
+            parent, started = int(fields[1]), int(fields[19])
         except (OSError, IndexError, ValueError):
             continue
-        if parent != me:
+        if parent != me or started < since_ticks:
             continue
         found = True
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -165,6 +166,41 @@ def test_detached_daemon_is_killed(box):
     if uid is not None:
         alive = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == uid]
         assert alive == []
+
+
+def test_closing_spares_the_graders_own_older_children(data_dir):
+    """Check that closing a sandbox kills its daemons but no child the grader started before it
+    (a Dask worker's or multiprocessing's helpers live beside the sandboxes)"""
+    mine = subprocess.Popen(["sleep", "60"])
+    try:
+        before = set(_children_of(os.getpid()))
+        box = Sandbox("spiral", limits(cell_timeout_s=5), LAYERS, data_dir)
+        box.start()
+        try:
+            box.initialise(seed=0, torch=False, timeout=60)
+            run(box, "import os, subprocess\n"
+                     "daemon = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+                     "started = daemon.poll() is None")
+            assert probe(box)["started"] is True
+        finally:
+            box.close()
+        time.sleep(0.5)
+        assert mine.poll() is None, "the grader's own child was killed with the sandbox"
+        assert set(_children_of(os.getpid())) <= before, "a daemon of the sandbox outlived it"
+    finally:
+        mine.kill()
+        mine.wait()
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return children
 
 
 def _owner(path: Path):
