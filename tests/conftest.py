@@ -170,10 +170,10 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory):
     """A Dask LocalCluster of two single-thread worker processes (restarted by their nannies when
-    killed). The scheduler reports a lost worker's task at once (allowed-failures 0), so the
+    killed), for one test module: its threads and processes do not outlive the module. The scheduler reports a lost worker's task at once (allowed-failures 0), so the
     grader's own retry is what the tests see. The workers' temporary folders are the fixture's: a
     killed worker cannot clean its own up."""
     dask = pytest.importorskip("dask")

@@ -344,3 +344,28 @@ def test_variant_passes_its_check(solved, name):
     question, description, change = VARIANTS[name]
     result = outcome(AID, question, description, {**solved, **change(solved)})
     assert result["passed"], result
+
+
+def test_the_benchmark_trace_ignores_other_threads_clocks(solved):
+    """Check that q17's trace records only the benchmark's own clock reads: a library thread that
+    reads the clock meanwhile (an event loop, a progress bar) must not cost the student the question"""
+    import threading
+    import time
+
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            time.perf_counter(), time.monotonic(), time.time()
+            stop.wait(0.0002)
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    try:
+        question, description, change = VARIANTS["timing_per_run"]
+        results = [outcome(AID, question, description, {**solved, **change(solved)}),
+                   outcome(AID, question, description, solved)]
+    finally:
+        stop.set()
+        thread.join()
+    assert all(r["passed"] for r in results), results
