@@ -20,8 +20,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
-	# ipykernel leaves an empty folder in $$TMPDIR: give it one inside the venv, then remove it.
-	mkdir -p $(VENV)/tmp && TMPDIR=$(VENV)/tmp $(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null && rm -rf $(VENV)/tmp
+	# ipykernel leaves an empty folder in $$TMPDIR and creates ~/.ipython: point both inside the venv, then remove them.
+	mkdir -p $(VENV)/tmp && TMPDIR=$(VENV)/tmp IPYTHONDIR=$(VENV)/tmp/ipython $(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null && rm -rf $(VENV)/tmp
 	$(PY) -m autograder prepare-data
 	touch $(STAMP)
 
