@@ -181,8 +181,9 @@ def _grade_submissions(args, config, submissions, engine) -> int:
               f"{job.jobs} at a time; each worker uses its own sandbox", file=sys.stderr)
     else:
         job = make_job(args.id, config, jobs=args.jobs, use_bwrap=not args.no_bwrap,
-                       allow_unisolated=args.allow_unisolated)
-        print(f"grading {len(submissions)} submission(s) of {args.id} with {job.jobs} job(s); "
+                       allow_unisolated=args.allow_unisolated, warm=False if args.no_warm_start else None)
+        print(f"grading {len(submissions)} submission(s) of {args.id} with {job.jobs} job(s)"
+              + (", each slot's next sandbox started ahead" if job.warm else "") + "; "
               f"sandbox layers: {', '.join(job.layers.names)}"
               + (f" (not active: {'; '.join(job.layers.off)})" if job.layers.off else ""), file=sys.stderr)
         # `device: cuda` on a machine without a GPU raises ConfigError here, before anything is graded.
@@ -309,6 +310,9 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("submissions", nargs="+", help=".ipynb files, otter export .zip files, or folders")
     grade.add_argument("--out", default=None, help="output folder (default: results/<id>)")
     grade.add_argument("--jobs", type=int, default=None, help="submissions graded in parallel (default: cores)")
+    grade.add_argument("--no-warm-start", action="store_true",
+                       help="start each sandbox only when its submission's turn comes (by default, with fewer "
+                            "jobs than cores, each slot starts its next sandbox while it grades)")
     grade.add_argument("--force", action="store_true", help="regrade even unchanged, already graded submissions")
     grade.add_argument("--reuse", action="store_true",
                        help="recompute verdicts from stored probe data (after a threshold or points change) "

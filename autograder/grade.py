@@ -7,6 +7,7 @@ before that point is still graded.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from .isolation import Layers, detect_layers, prepared_host
 from .manual import sheets_for_batch
 from .sandbox import Sandbox, SandboxBroken, SandboxDied, SandboxTimeout, close_all
 from .submissions import InvalidSubmission, Submission, assignment_name, parse_notebook, read_notebook
+from .warm import WarmSlots
 
 INIT_TIMEOUT_S = 120
 PROBE_TIMEOUT_S = 120
@@ -49,6 +51,12 @@ class GradingJob:
     data_dir: Path
     jobs: int = 1
     allow_unisolated: bool = False  # grade even when no layer isolates the filesystem (recorded)
+    warm: bool = False  # start each slot's next sandbox while it grades (warm.py)
+
+    @property
+    def threads(self) -> int:
+        """Torch and BLAS threads of each sandbox: the cores shared among the slots."""
+        return max(1, (os.cpu_count() or 1) // max(1, self.jobs))
 
     @property
     def assignment(self):
@@ -122,8 +130,10 @@ class Graded:
     answers: dict | None = None  # the hand-graded questions' answers, for `manual`
 
 
-def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> Graded:
-    """Grade one submission: read, plan, run, record (never raises for bad submissions)."""
+def grade_one(job: GradingJob, submission: Submission, slot: int = 0, warm: WarmSlots | None = None) -> Graded:
+    """Grade one submission: read, plan, run, record (never raises for bad submissions).
+
+    With `warm`, the slot's sandbox may have been started ahead, and the slot's next one is."""
     started = time.monotonic()
     header = dict(submission=submission.name, assignment=job.aid, fingerprint=job.fingerprint(),
                   sandbox=tuple(job.layers.names), student=submission.student)
@@ -135,7 +145,7 @@ def grade_one(job: GradingJob, submission: Submission, slot: int = 0) -> Graded:
         return Graded(_finish(questions, job.assignment, started, status=Status.INVALID, message=str(exc), **header))
     answers = hand_graded_answers(job, notebook)
     planned = plan_submission(job, notebook)
-    execution = run_plan(job, planned, slot)
+    execution = run_plan(job, planned, slot, warm)
     header = {**header, "sha256": sha, "device": execution.device}
     return dataclasses.replace(record(job, header, planned, execution, started), answers=answers)
 
@@ -182,22 +192,38 @@ def check_context(assignment, seed: int, check, ref, cells: list[str]) -> checks
                               check_rng(seed, check), cells=cells)
 
 
-def run_plan(job: GradingJob, planned: Planned, slot: int = 0) -> Execution:
+def open_sandbox(job: GradingJob, slot: int, torch: bool) -> Sandbox:
+    """A started sandbox for `slot` whose shell is ready (with torch imported, or not); the caller
+    closes it. Raises GraderFault (and leaves nothing behind) when it cannot start."""
+    box = Sandbox(job.aid, job.config.limits_for(job.aid), job.layers, job.data_dir, slot=slot,
+                  threads=job.threads, device=job.config.device_for(job.aid))
+    try:
+        box.start()
+        start_shell(box, job, job.threads, torch)
+    except BaseException:
+        box.close()
+        raise
+    return box
+
+
+def run_plan(job: GradingJob, planned: Planned, slot: int = 0, warm: WarmSlots | None = None) -> Execution:
     """Run the plan's cells in a fresh sandbox, probing and handing off after each question.
 
-    A timeout or a crash ends the run; what was probed before it is kept.
+    A timeout or a crash ends the run; what was probed before it is kept. The notebook's time
+    limit counts from its shell being ready, so a warm and a cold start give it the same time.
     """
     limits = job.config.limits_for(job.aid)
     execution = Execution()
-    started = time.monotonic()
-    threads = max(1, (os.cpu_count() or 1) // max(1, job.jobs))
-    deadline = started + limits.notebook_timeout_s
-    with Sandbox(job.aid, limits, job.layers, job.data_dir, slot=slot, threads=threads,
-                 device=job.config.device_for(job.aid)) as box:
+    box = warm.take(slot, planned.uses_torch) if warm is not None else None
+    if box is None:
+        box = open_sandbox(job, slot, planned.uses_torch)
+    try:
+        if warm is not None:
+            warm.prepare(slot, planned.uses_torch)  # most notebooks of an assignment agree on torch
+        deadline = time.monotonic() + limits.notebook_timeout_s
         execution.device = box.policy.label
         current = "start-up"
         try:
-            start_shell(box, job, threads, planned.uses_torch)
             for step in planned.steps:
                 current = step.label
                 remaining = deadline - time.monotonic()
@@ -225,6 +251,8 @@ def run_plan(job: GradingJob, planned: Planned, slot: int = 0) -> Execution:
         except SandboxDied as exc:
             execution.status = Status.ERROR
             execution.message = f"{exc} while running {current}; later cells were not run"
+    finally:
+        box.close()
     return execution
 
 
@@ -508,7 +536,10 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
 def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultStore, force: bool,
                  progress: bool, reuse: bool, summary: bool, engine=None) -> list[SubmissionResult]:
     out = store.out
-    execute = engine.grade if engine is not None else grade_one
+    # The warm start is local: a cluster's workers start their own sandboxes.
+    warm = WarmSlots(lambda slot, torch: open_sandbox(job, slot, torch), len(submissions)) \
+        if job.warm and engine is None else None
+    execute = engine.grade if engine is not None else functools.partial(grade_one, warm=warm)
     meter = Progress(len(submissions)) if progress and submissions else None
     slots: queue.Queue[int] = queue.Queue()
     for slot in range(job.jobs):
@@ -520,6 +551,8 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultSt
 
     def work(submission: Submission) -> SubmissionResult | None:
         """The submission's result; None when it was not started (Ctrl-C, or too little disk)."""
+        if warm is not None:
+            warm.starting()
         previous = None if force else store.reusable(submission, fingerprint)
         if previous is not None:
             previous = store.save(previous)  # the manual sheets may have changed since
@@ -575,6 +608,9 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultSt
         if engine is not None:
             engine.cancel()
         raise
+    finally:
+        if warm is not None:
+            warm.close()  # the sandboxes nobody took
     pool.shutdown()
     graded = [r for r in results if r is not None]
     if broken:
@@ -601,6 +637,10 @@ def grader_error(job: GradingJob, submission: Submission, message: str) -> Submi
 
 
 def make_job(aid: str, config: GradingConfig, jobs: int | None = None, use_bwrap: bool = True,
-             allow_unisolated: bool = False) -> GradingJob:
+             allow_unisolated: bool = False, warm: bool | None = None) -> GradingJob:
+    """The job for grading `aid`. `warm` None: warm-start when a core is left for it (fewer jobs
+    than cores); with every core grading, starting ahead only competes with the notebooks."""
     jobs = jobs or config.defaults.jobs or os.cpu_count() or 1
-    return GradingJob(aid, config, detect_layers(use_bwrap), REPO_ROOT / "datasets", jobs, allow_unisolated)
+    if warm is None:
+        warm = jobs < (os.cpu_count() or 1)
+    return GradingJob(aid, config, detect_layers(use_bwrap), REPO_ROOT / "datasets", jobs, allow_unisolated, warm)

@@ -14,6 +14,7 @@ import socket
 import tempfile
 import threading
 import time
+from unittest import mock
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from autograder.data import verify
 from autograder.grade import grade_batch, make_job
 from autograder.isolation import BASE_UID, UID_RANGE, Layers, detect_layers
 from autograder.submissions import discover
+from autograder.warm import WarmSlots
 from conftest import SUBMISSIONS, config_with, decoy_intact, decoy_repository, load_notebook, write_notebook
 
 CASES = yaml.safe_load((REPO_ROOT / "tests" / "adversarial" / "cases.yml").read_text())
@@ -46,7 +48,17 @@ def walk_roots(*grader_paths: Path) -> list[str]:
 
 
 def runnable_cases() -> dict:
-    return {name: case for name, case in CASES.items() if DEFENCES.get(case.get("needs"), (True,))[0]}
+    """The corpus's cases this machine can defend against (a case graded `after` another runs on its own)."""
+    return {name: case for name, case in CASES.items()
+            if DEFENCES.get(case.get("needs"), (True,))[0] and "after" not in case}
+
+
+def case_code(case: dict, decoy: Path, out: Path, folder: Path, port: int) -> str:
+    """A case's hostile cell with its placeholders filled in (see cases.yml)."""
+    return (case["code"].replace("{repo}", str(decoy)).replace("{real_repo}", str(REPO_ROOT))
+            .replace("{out}", str(out)).replace("{home}", os.environ["HOME"])
+            .replace("{walk_roots}", repr(walk_roots(decoy, out, folder)))
+            .replace("{port}", str(port)).replace("{token}", TOKEN))
 
 
 def insert_cell(base: dict, code: str, before: str | None) -> dict:
@@ -149,10 +161,7 @@ def corpus(tmp_path_factory, raw_config):
     bases = {"solution": load_notebook(SUBMISSIONS / "spiral" / "solution.ipynb"),
              "blank": load_notebook(SUBMISSIONS / "spiral" / "blank.ipynb")}
     for name, case in runnable_cases().items():
-        code = (case["code"].replace("{repo}", str(decoy)).replace("{real_repo}", str(REPO_ROOT))
-                .replace("{out}", str(out)).replace("{home}", os.environ["HOME"])
-                .replace("{walk_roots}", repr(walk_roots(decoy, out, folder)))
-                .replace("{port}", str(server.port)).replace("{token}", TOKEN))
+        code = case_code(case, decoy, out, folder, server.port)
         write_notebook(insert_cell(bases[case["base"]], code, case.get("before")), folder / f"{name}.ipynb")
     write_notebook(bases["solution"], folder / "clean_solution.ipynb")
     # 25 s per cell: five times the spiral solution's slowest cell on a busy 2-core machine, and what
@@ -162,8 +171,9 @@ def corpus(tmp_path_factory, raw_config):
     sandboxes_before = set(Path(tempfile.gettempdir()).glob(f"nn4e-sandbox-{os.getpid()}-*"))
     free = FreeSpace(Path(tempfile.gettempdir()))
     try:
-        results = [r.to_json() for r in grade_batch(make_job("spiral", config, jobs=2), discover([folder]), out,
-                                                    progress=False)]
+        # Warm: each slot's next sandbox starts while the slot grades a hostile notebook.
+        results = [r.to_json() for r in grade_batch(make_job("spiral", config, jobs=2, warm=True),
+                                                    discover([folder]), out, progress=False)]
     finally:
         server.close()
         free.stop()
@@ -173,19 +183,77 @@ def corpus(tmp_path_factory, raw_config):
             "leftover_dirs": set(Path(tempfile.gettempdir()).glob(f"nn4e-sandbox-{os.getpid()}-*")) - sandboxes_before}
 
 
+def lingering_files() -> list[Path]:
+    """What the lingering daemon planted in the host's shared folders (nothing, if it was contained)."""
+    return [path for folder in ("/tmp", "/dev/shm", os.environ["HOME"])
+            for path in Path(folder).glob(f"lingering-{TOKEN}")]
+
+
+def honest_points(result: dict) -> dict:
+    """A result's points per automatically graded question."""
+    return {q: row["points"] for q, row in result["questions"].items() if not row["manual"]}
+
+
+def grade_after(name: str, job, folder: Path, out: Path, decoy: Path) -> dict:
+    """Grade case `name` in one slot right after the case it names in `after`; results by file stem."""
+    case = CASES[name]
+    base = load_notebook(SUBMISSIONS / "spiral" / f"{case['base']}.ipynb")
+    first = CASES[case["after"]]
+    folder.mkdir(exist_ok=True)
+    write_notebook(insert_cell(base, case_code(first, decoy, out, folder, 9), first.get("before")),
+                   folder / f"1-{case['after']}.ipynb")
+    write_notebook(insert_cell(base, case_code(case, decoy, out, folder, 9), case.get("before")),
+                   folder / f"2-{name}.ipynb")
+    return {Path(r.submission).stem: r.to_json()
+            for r in grade_batch(job, discover([folder]), out, progress=False)}
+
+
+@pytest.fixture(scope="module")
+def sequences(tmp_path_factory, raw_config):
+    """Each case with `after: other` graded in one slot right after `other`, whose sandbox was
+    still running when the case's own (warm) sandbox started."""
+    graded, taken = {}, []
+    original = WarmSlots.take
+
+    def take(self, slot, torch):
+        box = original(self, slot, torch)
+        taken.append(box is not None)
+        return box
+
+    job = make_job("spiral", config_with(raw_config), jobs=1, warm=True)
+    for name in [name for name, case in CASES.items() if "after" in case]:
+        with mock.patch.object(WarmSlots, "take", take):
+            graded[name] = grade_after(name, job, tmp_path_factory.mktemp(f"after-{name}"),
+                                       tmp_path_factory.mktemp(f"after-{name}-results"),
+                                       decoy_repository(tmp_path_factory.mktemp("decoy-repository")))
+    return {"results": graded, "taken": taken, "survivors": descendants(os.getpid())}
+
+
+def test_the_next_submission_ran_in_a_sandbox_started_beside_the_daemon(sequences):
+    """Check that the submissions graded after another ran in warm sandboxes, started while the other ran"""
+    assert sequences["taken"] and all(sequences["taken"][1::2]), sequences["taken"]
+    assert sequences["survivors"] == [] and sandbox_processes() == []
+    assert lingering_files() == []
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_case_earns_only_its_honest_points(corpus, name):
+def test_case_earns_only_its_honest_points(corpus, sequences, name):
     """Check a hostile submission's status and per-question points"""
     case = CASES[name]
-    if name not in runnable_cases():
+    if "after" in case:
+        runs = sequences["results"][name]
+        first = runs[f"1-{case['after']}"]
+        assert first["status"] == "ok" and honest_points(first) == CASES[case["after"]]["points"], first
+        result = runs[f"2-{name}"]
+    elif name not in runnable_cases():
         pytest.skip(DEFENCES[case["needs"]][1])
-    result = corpus["results"][name]
+    else:
+        result = corpus["results"][name]
     allowed = case.get("status", "ok")
     assert result["status"] in (allowed if isinstance(allowed, list) else [allowed]), result["message"]
     if result["status"] != "ok" and "message" in case:
         assert case["message"] in result["message"], result["message"]
-    points = {q: row["points"] for q, row in result["questions"].items() if not row["manual"]}
-    assert points == case["points"], result["questions"]
+    assert honest_points(result) == case["points"], result["questions"]
 
 
 def test_clean_solution_in_the_same_batch_gets_full_marks(corpus):
@@ -202,6 +270,7 @@ def test_nothing_left_on_the_host(corpus):
     assert not (corpus["out"] / "PLANTED.txt").exists()
     assert not Path(f"/tmp/PLANTED-{TOKEN}.txt").exists()
     assert not (Path(os.environ["HOME"]) / f"PLANTED-{TOKEN}.txt").exists()
+    assert lingering_files() == []
     assert (REPO_ROOT / "grading.yml").exists()
     verify(names=["spiral.csv"])
     assert corpus["leftover_dirs"] == set()
@@ -255,3 +324,18 @@ def test_canaries_fire_without_isolation(tmp_path, raw_config):
         assert results[name]["total"] < sum(CASES[name]["points"].values()), name
         assert "unisolated" in results[name]["sandbox"]
     assert server.connections > 0
+
+
+def test_the_lingering_daemon_reaches_the_next_submission_without_isolation(tmp_path, raw_config):
+    """Check that the next submission does find the daemon's files when nothing contains them, so
+    its full marks above prove the sandbox did"""
+    job = dataclasses.replace(make_job("spiral", config_with(raw_config), jobs=1, warm=True),
+                              layers=Layers(off=("turned off for this test",)), allow_unisolated=True)
+    try:
+        results = grade_after("after_a_lingering_daemon", job, tmp_path / "subs", tmp_path / "out",
+                              decoy_repository(tmp_path / "decoy"))
+    finally:
+        for path in lingering_files():
+            path.unlink()
+    assert results["2-after_a_lingering_daemon"]["status"] == "error", results["2-after_a_lingering_daemon"]
+    assert results["1-lingering_daemon"]["status"] == "ok"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -151,13 +152,15 @@ def test_reuse_reexecutes_only_submissions_missing_probe_data(tmp_path, config, 
     (tmp_path / "results" / "solution.ipynb.json").write_text(json.dumps(solution))
     executed = []
     real = grade_module.grade_one
-    monkeypatch.setattr(grade_module, "grade_one", lambda job, sub, slot=0: executed.append(sub.name) or real(job, sub, slot))
+    monkeypatch.setattr(grade_module, "grade_one",
+                        lambda job, sub, slot=0, **kw: executed.append(sub.name) or real(job, sub, slot, **kw))
     grade_batch(job, submissions, tmp_path, progress=False, reuse=True)
     assert executed == ["blank.ipynb"]
 
 
-def test_ctrl_c_leaves_no_partial_files_or_processes(tmp_path):
-    """Check that SIGINT mid-batch exits cleanly: whole result files only, no sandbox process left"""
+@pytest.mark.parametrize("jobs", ["2", "1"])  # --jobs 1 on two cores: with warm sandboxes waiting
+def test_ctrl_c_leaves_no_partial_files_or_processes(tmp_path, jobs):
+    """Check that SIGINT mid-batch exits cleanly: whole result files only, no sandbox process or folder left"""
     import signal
     import subprocess
     import sys
@@ -172,7 +175,7 @@ def test_ctrl_c_leaves_no_partial_files_or_processes(tmp_path):
     out = tmp_path / "out"
     # A shell's background job starts with SIGINT ignored, which Python would keep: restore it.
     proc = subprocess.Popen([sys.executable, "-m", "autograder", "grade", "spiral", str(folder), "--out", str(out),
-                             "--jobs", "2"], stderr=subprocess.PIPE, text=True,
+                             "--jobs", jobs], stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
@@ -190,6 +193,7 @@ def test_ctrl_c_leaves_no_partial_files_or_processes(tmp_path):
         except OSError:
             continue
     assert not [uid for uid in owners if BASE_UID <= uid < BASE_UID + UID_RANGE]
+    assert not list(Path(tempfile.gettempdir()).glob(f"nn4e-sandbox-{proc.pid}-*"))
     assert not list(out.rglob("*.tmp")), "half-written files were left behind"
     for path in (out / "results").glob("*.json"):
         assert json.loads(path.read_text())["status"] == "ok"

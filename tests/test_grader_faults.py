@@ -60,10 +60,10 @@ def test_a_grader_error_is_no_grade_and_the_next_run_retries_it(tmp_path, monkey
     """Check that a grader failure is listed without points, not stored, exits 1, and is regraded next time"""
     real = grade_module.grade_one
 
-    def flaky(job, submission, slot=0):
+    def flaky(job, submission, slot=0, warm=None):
         if submission.name == "a.ipynb":
             raise RuntimeError("disk controller hiccup")
-        return real(job, submission, slot)
+        return real(job, submission, slot, warm)
 
     monkeypatch.setattr(grade_module, "grade_one", flaky)
     folder, out = invalid_folder(tmp_path), tmp_path / "out"
@@ -85,7 +85,7 @@ def test_a_grader_error_is_no_grade_and_the_next_run_retries_it(tmp_path, monkey
 
 def test_gradescope_records_no_score_when_the_grader_fails(tmp_path, monkeypatch, capsys):
     """Check that on Gradescope a grader fault fails the run (rerunnable) instead of writing a 0"""
-    def fails(job, submission, slot=0):
+    def fails(job, submission, slot=0, warm=None):
         raise RuntimeError("grader bug")
 
     monkeypatch.setattr(grade_module, "grade_one", fails)
@@ -99,7 +99,7 @@ def test_a_start_up_failure_mid_batch_stops_it(tmp_path, monkeypatch, config):
     """Check that once a notebook's sandbox fails to start, no further submission is started"""
     started = []
 
-    def dies(job, submission, slot=0):
+    def dies(job, submission, slot=0, warm=None):
         started.append(submission.name)
         raise GraderFault("the grader's sandbox did not start: exited with code 1", "ImportError: libtorch (marker)")
 
