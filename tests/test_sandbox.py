@@ -172,6 +172,7 @@ def test_closing_spares_the_graders_own_older_children(data_dir):
     """Check that closing a sandbox kills its daemons but no child the grader started before it
     (a Dask worker's or multiprocessing's helpers live beside the sandboxes)"""
     mine = subprocess.Popen(["sleep", "60"])
+    time.sleep(0.1)  # older by whole clock ticks: the sandbox counts a child of its own start tick as its own
     try:
         before = set(_children_of(os.getpid()))
         box = Sandbox("spiral", limits(cell_timeout_s=5), LAYERS, data_dir)
