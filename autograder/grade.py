@@ -292,14 +292,11 @@ def startup_check(job: GradingJob) -> None:
     which imports torch, is the rest of the check: a failure there stops the batch too.
     Raises GraderBroken with the runner's error output.
     """
-    limits = job.config.limits_for(job.aid)
     try:
-        with Sandbox(job.aid, limits, job.layers, job.data_dir, slot=0, threads=1,
-                     device=job.config.device_for(job.aid)) as box:
-            start_shell(box, job, 1, torch=False)
+        open_sandbox(job, 0, torch=False).close()
     except GraderFault as exc:
         raise GraderBroken(_broken_message(exc, "nothing was graded")) from None
-    except OSError as exc:  # the runner could not even be launched
+    except (OSError, SandboxBroken) as exc:  # the runner could not even be launched
         raise GraderBroken(f"the grader's sandbox could not be launched ({exc}); nothing was graded") from None
 
 

@@ -11,7 +11,7 @@ strongest:
                that it worked, and root gives the sandbox a private network namespace if it can.
 
 GPUs (`find_gpus`) and a delegated cgroup v2 (`delegated_cgroup`) are found here too; `sandbox.py`
-decides what a slot gets from them.
+decides what a slot gets from them, and `memcap.py` puts GPU slots' memory caps in that cgroup.
 
 `NN4E_SANDBOX_NO_BWRAP=1`, `NN4E_SANDBOX_NO_LANDLOCK=1` and `NN4E_SANDBOX_NO_USER=1` turn a layer off
 (the last one also the network namespace, as for a grader that is not root): the tests use them to

@@ -18,8 +18,10 @@ Devices (`gpu_policy`, from the assignment's `device`): `cpu` hides the GPUs. `c
 a machine with NVIDIA GPUs, give slot N the GPU N % (number of GPUs) through CUDA_VISIBLE_DEVICES;
 bubblewrap binds the GPU nodes into its fresh /dev, Landlock lets the runner open them and read
 the driver's /proc/driver/nvidia.
-A GPU slot has no address-space cap (CUDA reserves far more address space than it uses), and no
-other memory cap yet: the warning says so. `cuda` on a machine without a GPU is a ConfigError.
+A GPU slot has no address-space cap (CUDA reserves far more address space than it uses). Where the
+grader's cgroup v2 is delegated to it, the slot's sandbox gets a cgroup of its own with `memory.max`
+instead (`memcap.py`); elsewhere it has no memory cap, and the warning says so. `cuda` on a machine
+without a GPU is a ConfigError.
 """
 from __future__ import annotations
 
@@ -39,8 +41,9 @@ from pathlib import Path
 
 from . import wire
 from .config import ConfigError, Limits
-from .isolation import (BASE_UID, UID_RANGE, Layers, delegated_cgroup, enter_private_network, find_gpus,
-                        interpreter_prefixes, sandbox_python)
+from .isolation import (BASE_UID, UID_RANGE, Layers, enter_private_network, find_gpus, interpreter_prefixes,
+                        sandbox_python)
+from .memcap import MemoryCap, delegation
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RUNNER_FILES = ("runner.py", "wire.py", "landlock.py", "probe_tools.py")  # the only grader code the sandbox sees
@@ -95,18 +98,11 @@ class DevicePolicy:
     devices: tuple[str, ...] = ()             # device nodes the runner opens read-write (Landlock)
     readable: tuple[str, ...] = ()            # extra read-only paths (Landlock)
     cap_address_space: bool = True            # RLIMIT_AS from limits.memory_mb
+    memory_cgroup: Path | None = None         # without RLIMIT_AS: the delegated cgroup its memory cap goes under
     warning: str = ""                         # for the layers line: what this slot goes without
 
 
 NO_GPU_MEMORY_CAP = "no memory cap on GPU slots: "
-
-
-def memory_warning(cgroup_root: str = "/sys/fs/cgroup", self_cgroup: str = "/proc/self/cgroup") -> str:
-    """Why a GPU slot runs without a memory cap (the address-space cap would break CUDA)."""
-    folder = delegated_cgroup(cgroup_root, self_cgroup)
-    if folder is None:
-        return NO_GPU_MEMORY_CAP + "no delegated cgroup v2"
-    return NO_GPU_MEMORY_CAP + f"the grader does not set cgroup limits yet (a delegated cgroup v2 is at {folder})"
 
 
 def gpu_policy(slot: int, device: str, dev_root: str = "/dev", proc_root: str = "/proc",
@@ -135,16 +131,21 @@ def gpu_policy(slot: int, device: str, dev_root: str = "/dev", proc_root: str = 
     # The driver's /proc folder needs no bind: the kernel shows /proc/driver in every procfs mount,
     # bwrap's fresh /proc too (and bwrap cannot make a mount point inside procfs). Landlock must allow it.
     readable = ("/proc/driver/nvidia",) if gpus.driver is not None else ()
+    # The address-space cap would break CUDA: a cgroup's memory.max replaces it where one is delegated.
+    cgroup = delegation(cgroup_root, self_cgroup)
     return DevicePolicy(f"cuda:{index}", binds, (("CUDA_VISIBLE_DEVICES", str(index)),), inside, readable,
-                        cap_address_space=False, warning=memory_warning(cgroup_root, self_cgroup))
+                        cap_address_space=False, memory_cgroup=cgroup.folder,
+                        warning="" if cgroup.folder else NO_GPU_MEMORY_CAP + cgroup.why_not)
 
 
 def device_note(device: str, jobs: int) -> str:
     """One line for the layers line: the device each slot gets, and what GPU slots go without."""
     policies = [gpu_policy(slot, device) for slot in range(max(1, jobs))]
     labels = ", ".join(sorted({p.label for p in policies}))
-    warnings = sorted({p.warning for p in policies if p.warning})
-    return f"device {device}: {labels}" + "".join(f"; {w}" for w in warnings)
+    notes = sorted({p.warning for p in policies if p.warning}
+                   | {f"GPU slots' memory capped by cgroup v2 (memory.max) under {p.memory_cgroup}"
+                      for p in policies if p.memory_cgroup})
+    return f"device {device}: {labels}" + "".join(f"; {note}" for note in notes)
 
 
 def _scrubbed_env(home: str, tmpdir: str, threads: int, policy: DevicePolicy) -> dict[str, str]:
@@ -238,13 +239,17 @@ def _rlimits(limits: Limits, cap_address_space: bool = True) -> list[tuple[int, 
     ]
 
 
-def _limit_child(limits: Limits, uid: int | None, private_network: bool, cap_address_space: bool = True):
-    """preexec_fn: rlimits (inherited by everything the student starts) and the network namespace."""
+def _limit_child(limits: Limits, uid: int | None, private_network: bool, cap_address_space: bool = True,
+                 memory: MemoryCap | None = None):
+    """preexec_fn: the memory cgroup, rlimits (all inherited by everything the student starts) and
+    the network namespace."""
     # A sandbox uid owns nothing else; otherwise the limit must leave room for the user's own tasks.
     nproc = limits.max_processes if uid is not None else _tasks_of(os.getuid()) + limits.max_processes
     pairs = _rlimits(limits, cap_address_space)  # computed before the fork: preexec_fn stays minimal
 
     def apply():
+        if memory is not None:
+            memory.join()  # raising here makes Popen fail: no GPU sandbox without its cap
         if private_network:
             enter_private_network()  # raising here makes Popen fail: no sandbox without its wall
         for which, value in pairs:
@@ -294,6 +299,7 @@ class Sandbox:
             os.symlink(self.data_dir, self.tmp / "datasets")
         self._buffer = b""
         self._uid_lock = None
+        self._memory: MemoryCap | None = None
 
     def _hand_over(self, uid: int) -> None:
         """Give the sandbox uid its own folders, private to it; everything else stays root's."""
@@ -343,17 +349,33 @@ class Sandbox:
         # Start-up failures (a missing interpreter, a broken venv) are kept for the error message;
         # the runner points its stderr at /dev/null before any student code runs.
         self._stderr = tempfile.TemporaryFile()
+        if self.policy.memory_cgroup is not None:
+            self._memory = self._memory_cap(self.policy.memory_cgroup)
         preexec = _limit_child(self.limits, uid, self.layers.private_network and not self.layers.bubblewrap,
-                               self.policy.cap_address_space)
+                               self.policy.cap_address_space, self._memory)
         self._started_ticks = _now_ticks()  # everything the sandbox starts is younger than this
         with _ACTIVE_LOCK:  # registered as it starts, so no orphan hunt mistakes it for an orphan
-            self.proc = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                cwd=self.work, env=env, start_new_session=True, preexec_fn=preexec,
-            )
+            try:
+                self.proc = subprocess.Popen(
+                    command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                    cwd=self.work, env=env, start_new_session=True, preexec_fn=preexec,
+                )
+            except subprocess.SubprocessError as exc:  # preexec_fn raised: a wall could not be put up
+                raise SandboxBroken(f"the sandbox's process could not be given its limits ({exc})") from None
             _ACTIVE.add(self)
         self.disk_exceeded = ""
         threading.Thread(target=self._watch_disk, args=(self.proc,), daemon=True).start()
+
+    def _memory_cap(self, parent: Path) -> MemoryCap:
+        """The sandbox's own cgroup under `parent`, capped at the memory limit. Under bubblewrap its
+        tmpfs folders (the disk budget) live in memory, charged to the cgroup, so they are added."""
+        cap = self.limits.memory_mb + (self.limits.disk_mb if self.layers.bubblewrap else 0)
+        try:
+            return MemoryCap(parent, self.tmp.name, cap * 2**20)
+        except OSError as exc:
+            raise SandboxBroken(f"could not give the sandbox its memory cap, a cgroup under {parent} "
+                                f"({exc.strerror or exc}); grade with device: cpu, or fix the cgroup's "
+                                "delegation") from None
 
     def initialise(self, seed: int, threads: int = 1, torch: bool = True, timeout: float = 120) -> dict:
         """Start the notebook's shell; the runner applies Landlock first, and must confirm it did."""
@@ -457,6 +479,8 @@ class Sandbox:
                     "SIGXCPU": " (CPU-time limit)"}.get(name, "")
             if getattr(self, "disk_exceeded", ""):
                 return self.disk_exceeded
+            if self._memory is not None and self._memory.out_of_memory():
+                return f"the notebook ran out of memory (the limit is {self.limits.memory_mb} MiB)"
             return f"the notebook's process died with {name}{hint}"
         return f"the notebook's process exited with code {code}" + self._startup_error()
 
@@ -495,6 +519,9 @@ class Sandbox:
             elif not self.layers.bubblewrap:
                 _kill_orphans(self._started_ticks)
             self.proc = None
+        if self._memory is not None:
+            self._memory.close()  # after the kills above: a cgroup is removed only once empty
+            self._memory = None
         if getattr(self, "_stderr", None) is not None:
             self._stderr.close()
         if getattr(self, "_uid_lock", None) is not None:
@@ -507,7 +534,11 @@ class Sandbox:
             time.sleep(0.2)
 
     def __enter__(self) -> "Sandbox":
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()  # __exit__ does not run when __enter__ raises: leave no folder or cgroup behind
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

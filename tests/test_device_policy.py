@@ -3,20 +3,24 @@ memory limits, and grading.yml's `device`. Nothing here needs a GPU but the last
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import resource
+import signal
 import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from autograder import shipping
+from autograder import memcap, shipping
 from autograder.config import DEFAULT_CONFIG, REPO_ROOT, ConfigError, load_config
 from autograder.grade import Planned, make_job, run_plan
 from autograder.isolation import Layers, delegated_cgroup, detect_layers, find_gpus, prepared_host
+from autograder.memcap import delegation
 from autograder.results import Status, SubmissionResult
-from autograder.sandbox import NO_GPU_MEMORY_CAP, Sandbox, _bwrap_args, _rlimits, _scrubbed_env, gpu_policy
-from conftest import config_with
+from autograder.sandbox import NO_GPU_MEMORY_CAP, Sandbox, SandboxBroken, SandboxDied, _bwrap_args, _rlimits, _scrubbed_env, gpu_policy
+from conftest import SUBMISSIONS, config_with
 
 LIMITS = load_config().defaults.limits
 
@@ -41,8 +45,18 @@ def machine(tmp_path):
 
 
 def use_fake_gpus(monkeypatch, machine) -> None:
-    """Sandboxes made from now on find the fake machine's GPUs instead of this machine's."""
+    """Sandboxes made from now on find the fake machine's GPUs and cgroup tree instead of this machine's."""
     monkeypatch.setattr("autograder.sandbox.find_gpus", lambda *_: find_gpus(machine["dev_root"], machine["proc_root"]))
+    monkeypatch.setattr("autograder.sandbox.delegation",
+                        lambda *_: delegation(machine["cgroup_root"], machine["self_cgroup"]))
+
+
+def delegate(machine) -> Path:
+    """Make the fake machine's cgroup a delegated one: writable, offering memory, not yet readied."""
+    folder = Path(machine["cgroup_root"]) / "grader.slice"
+    (folder / "cgroup.controllers").write_text("cpu memory pids\n")
+    (folder / "cgroup.subtree_control").write_text("")
+    return folder
 
 
 def test_find_gpus_lists_gpu_and_control_nodes(machine):
@@ -98,13 +112,60 @@ def test_warning_without_cgroup_delegation(machine):
     assert gpu_policy(0, "cuda", **machine).warning == NO_GPU_MEMORY_CAP + "no delegated cgroup v2"
 
 
-def test_delegated_cgroup_is_found_but_not_claimed_as_a_cap(machine):
-    """Check that a writable cgroup offering memory is detected, and the warning still says no cap is set"""
-    folder = Path(machine["cgroup_root"]) / "grader.slice"
-    (folder / "cgroup.controllers").write_text("cpu memory pids\n")
+def test_delegated_cgroup_caps_gpu_slots(machine):
+    """Check that with a delegated cgroup the grader moves itself into the leaf grader/, enables the
+    memory controller, and GPU slots get their cap there with no warning"""
+    folder = delegate(machine)
     assert delegated_cgroup(machine["cgroup_root"], machine["self_cgroup"]) == folder
-    warning = gpu_policy(0, "cuda", **machine).warning
-    assert warning.startswith(NO_GPU_MEMORY_CAP) and str(folder) in warning
+    policy = gpu_policy(0, "cuda", **machine)
+    assert (policy.memory_cgroup, policy.warning, policy.cap_address_space) == (folder, "", False)
+    assert (folder / "grader" / "cgroup.procs").read_text() == str(os.getpid())
+    assert (folder / "cgroup.subtree_control").read_text() == "+memory"
+    assert gpu_policy(1, "cuda", **machine).memory_cgroup == folder  # readied once, not moved again
+    assert (folder / "grader" / "cgroup.procs").read_text() == str(os.getpid())
+
+
+def test_readied_cgroup_is_used_as_it_is(machine):
+    """Check that a delegated cgroup whose children already have the memory controller is used without
+    moving the grader"""
+    folder = delegate(machine)
+    (folder / "cgroup.subtree_control").write_text("cpu memory\n")
+    assert gpu_policy(0, "cuda", **machine).memory_cgroup == folder
+    assert not (folder / "grader").exists()
+
+
+def test_busy_cgroup_puts_the_grader_back_and_warns(machine, monkeypatch):
+    """Check that when the kernel refuses the memory controller (other processes in the cgroup), the
+    grader moves back, removes its leaf, and GPU slots warn why they have no cap"""
+    folder = delegate(machine)
+    real_write = memcap._write
+
+    def busy(path, text):
+        if path.name == "cgroup.subtree_control":
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        real_write(path, text)
+
+    monkeypatch.setattr(memcap, "_write", busy)
+    removed = []  # a real cgroupfs removes a cgroup holding only its interface files; a folder does not
+    monkeypatch.setattr(Path, "rmdir", lambda path: removed.append(path))
+    policy = gpu_policy(0, "cuda", **machine)
+    assert policy.memory_cgroup is None and not policy.cap_address_space
+    assert policy.warning == (NO_GPU_MEMORY_CAP + f"could not enable the memory controller in {folder}: "
+                              f"{os.strerror(errno.EBUSY)} (other processes live there: run the grader in a "
+                              "cgroup of its own, e.g. under `systemd-run --scope -p Delegate=yes`)")
+    assert (folder / "cgroup.procs").read_text() == str(os.getpid())
+    assert removed == [folder / "grader"]
+
+
+def test_memory_cap_reads_the_kernels_oom_kills(tmp_path):
+    """Check that a sandbox cgroup gets memory.max, and reports an OOM kill only when memory.events counts one"""
+    cap = memcap.MemoryCap(tmp_path, "box", 3 * 2**30)
+    assert (tmp_path / "box" / "memory.max").read_text() == str(3 * 2**30)
+    assert not (tmp_path / "box" / "memory.swap.max").exists()  # only written where swap is accounted
+    (tmp_path / "box" / "memory.events").write_text("low 0\nhigh 0\nmax 4\noom 1\noom_kill 0\n")
+    assert not cap.out_of_memory()
+    (tmp_path / "box" / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n")
+    assert cap.out_of_memory()
 
 
 def test_cuda_without_gpu_is_a_config_error(tmp_path):
@@ -171,6 +232,69 @@ def test_sandbox_applies_the_gpu_policy(machine, tmp_path, monkeypatch):
     assert (seen["visible"], seen["address_space"]) == ("1", True)
     if layers.bubblewrap:
         assert seen["opened"] is True
+
+
+def test_gpu_sandbox_runs_in_its_own_memory_cgroup(machine, tmp_path, monkeypatch):
+    """Check, in a real sandbox on the fake GPU layout with a delegated cgroup, that the sandbox's
+    process joined a cgroup of its own before exec, capped at the memory limit (plus its tmpfs disk
+    under bubblewrap), and that an OOM kill there is reported as the memory limit"""
+    layers = detect_layers()
+    if not layers.isolated:
+        pytest.skip("no sandbox layer is available on this machine")
+    folder = delegate(machine)
+    use_fake_gpus(monkeypatch, machine)
+    with prepared_host(layers, REPO_ROOT, REPO_ROOT / "datasets", [tmp_path / "private"]) as data_dir:
+        with Sandbox("spiral", LIMITS, layers, data_dir, slot=0, device="cuda") as box:
+            box.initialise(seed=0, torch=False, timeout=60)
+            own = folder / box.tmp.name
+            assert (own / "cgroup.procs").read_text() == str(box.proc.pid)
+            mib = LIMITS.memory_mb + (LIMITS.disk_mb if layers.bubblewrap else 0)
+            assert (own / "memory.max").read_text() == str(mib * 2**20)
+            (own / "memory.events").write_text("oom 1\noom_kill 1\n")  # as the kernel counts its kill
+            os.killpg(box.proc.pid, signal.SIGKILL)
+            with pytest.raises(SandboxDied, match=f"ran out of memory \\(the limit is {LIMITS.memory_mb} MiB\\)"):
+                box.request({"op": "run", "index": 0, "source": "1"}, 20)
+
+
+def test_gpu_sandbox_without_its_cgroup_fails_closed(machine, tmp_path, monkeypatch):
+    """Check that a GPU sandbox whose memory cgroup cannot be made does not start, says why and what to
+    do, and leaves no folder behind"""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    use_fake_gpus(monkeypatch, machine)
+    gone = tmp_path / "gone"
+    monkeypatch.setattr("autograder.sandbox.delegation", lambda *_: memcap.Delegation(gone))
+    with pytest.raises(SandboxBroken, match=f"could not give the sandbox its memory cap, a cgroup under {gone} "
+                                            r".*grade with device: cpu, or fix the cgroup's delegation"):
+        with Sandbox("spiral", LIMITS, Layers(), None, slot=0, device="cuda"):
+            pass
+    assert list(temp.iterdir()) == []
+
+
+def test_grade_stops_before_grading_when_gpu_slots_cannot_get_their_cgroup(machine, raw_config, tmp_path,
+                                                                            monkeypatch, capsys):
+    """Check that `grade` with device: cuda whose memory cgroups cannot be made exits 2 at its start-up
+    check, says why, and grades nothing (no student gets a zero for the host's fault)"""
+    from autograder.cli import main
+
+    if not detect_layers().isolated:
+        pytest.skip("no sandbox layer is available on this machine")
+    use_fake_gpus(monkeypatch, machine)
+    gone = tmp_path / "gone"
+    monkeypatch.setattr("autograder.sandbox.delegation", lambda *_: memcap.Delegation(gone))
+    raw = yaml.safe_load(yaml.safe_dump(raw_config))
+    raw["assignments"]["spiral"]["device"] = "cuda"
+    path = tmp_path / "grading.yml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    code = main(["--config", str(path), "grade", "spiral", str(SUBMISSIONS / "spiral" / "solution.ipynb"),
+                 "--out", str(out), "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"device cuda: cuda:0; GPU slots' memory capped by cgroup v2 (memory.max) under {gone}" in err
+    assert f"could not give the sandbox its memory cap, a cgroup under {gone}" in err and "nothing was graded" in err
+    assert not (out / "grades.csv").exists()
 
 
 def test_run_plan_records_the_slot_device(machine, raw_config, monkeypatch):
