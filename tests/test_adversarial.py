@@ -301,6 +301,7 @@ def test_results_record_the_layers(corpus):
         assert result["sandbox"] == LAYERS.names and "unisolated" not in result["sandbox"]
 
 
+@pytest.mark.unisolated
 def test_canaries_fire_without_isolation(tmp_path, raw_config):
     """Check that the read and network canaries do cost points with no isolation, so full marks above prove a defence held"""
     decoy = decoy_repository(tmp_path / "decoy")
@@ -326,6 +327,7 @@ def test_canaries_fire_without_isolation(tmp_path, raw_config):
     assert server.connections > 0
 
 
+@pytest.mark.unisolated
 def test_the_lingering_daemon_reaches_the_next_submission_without_isolation(tmp_path, raw_config):
     """Check that the next submission does find the daemon's files when nothing contains them, so
     its full marks above prove the sandbox did"""
