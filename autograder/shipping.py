@@ -22,10 +22,15 @@ reference `MLP` builds on the `Value` class the notebook has by then).
 
 `signature(*objects)` hashes what `ship` would send, so a stored probe reply is reused only while
 the probe, its helpers and its inputs function are unchanged.
+
+Both are computed once per object and grader process (reading and parsing the sources cost about
+a second of the grader's CPU per submission otherwise): a running grader does not see edits to
+an assignment's check package, which the fingerprint of its results records anyway.
 """
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import inspect
 import json
@@ -45,7 +50,17 @@ class ShippingError(TypeError):
 
 
 def ship(obj, *, closure: bool = True) -> dict:
-    """What `runner.py` needs to rebuild `obj` (a function or class) from source."""
+    """What `runner.py` needs to rebuild `obj` (a function or class) from source (a new dict each
+    call: the caller may change it)."""
+    return json.loads(_shipped(obj, closure))
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped(obj, closure: bool) -> str:
+    return json.dumps(_ship(obj, closure))
+
+
+def _ship(obj, closure: bool) -> dict:
     if obj.__module__ == TOOLS_MODULE:
         return {"call": obj.__name__, "sources": [], "imports": [[obj.__name__, SANDBOX_TOOLS, obj.__name__]]}
     shipment = {"call": obj.__name__, "sources": [], "imports": {}, "constants": {}}
@@ -56,6 +71,7 @@ def ship(obj, *, closure: bool = True) -> dict:
     return shipment
 
 
+@functools.lru_cache(maxsize=None)
 def signature(*objects) -> str:
     """A short hash of the sources (with helpers and constants) of `objects`; None entries are skipped."""
     parts = []
