@@ -26,7 +26,7 @@ import numpy as np
 from . import answers
 from . import checks as checks_api
 from . import shipping, wire
-from .config import REPO_ROOT, GradingConfig
+from .config import REPO_ROOT, ConfigError, GradingConfig
 from .data import declared_sums
 from .plan import build_plan
 from .results import CheckOutcome, QuestionResult, ResultStore, Status, SubmissionResult
@@ -39,6 +39,29 @@ from .warm import WarmSlots
 INIT_TIMEOUT_S = 120
 PROBE_TIMEOUT_S = 120
 LOCK_FILE = REPO_ROOT / "requirements.lock"
+
+
+CORES_ENV = "NN4E_CORES"
+
+
+def usable_cores() -> int:
+    """The cores this grader may use: `NN4E_CORES` when set (several Dask workers on one machine
+    each get their share), else the CPUs this process may run on (a Slurm job's or container's
+    cpuset), else every CPU of the machine."""
+    value = os.environ.get(CORES_ENV, "").strip()
+    if value:
+        try:
+            cores = int(value)
+        except ValueError:
+            cores = 0
+        if cores < 1:
+            raise ConfigError(f"{CORES_ENV}={value!r} in the environment: set it to a whole number of cores "
+                              "(1 or more), or unset it to use every CPU this process may run on")
+        return cores
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -56,7 +79,7 @@ class GradingJob:
     @property
     def threads(self) -> int:
         """Torch and BLAS threads of each sandbox: the cores shared among the slots."""
-        return max(1, (os.cpu_count() or 1) // max(1, self.jobs))
+        return max(1, usable_cores() // max(1, self.jobs))
 
     @property
     def assignment(self):
@@ -637,7 +660,7 @@ def make_job(aid: str, config: GradingConfig, jobs: int | None = None, use_bwrap
              allow_unisolated: bool = False, warm: bool | None = None) -> GradingJob:
     """The job for grading `aid`. `warm` None: warm-start when a core is left for it (fewer jobs
     than cores); with every core grading, starting ahead only competes with the notebooks."""
-    jobs = jobs or config.defaults.jobs or os.cpu_count() or 1
+    jobs = jobs or config.defaults.jobs or usable_cores()
     if warm is None:
-        warm = jobs < (os.cpu_count() or 1)
+        warm = jobs < usable_cores()
     return GradingJob(aid, config, detect_layers(use_bwrap), REPO_ROOT / "datasets", jobs, allow_unisolated, warm)

@@ -181,5 +181,5 @@ def dask_cluster(tmp_path_factory):
     scratch = tmp_path_factory.mktemp("dask")
     with dask.config.set({"distributed.scheduler.allowed-failures": 0, "temporary-directory": str(scratch)}):
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                      local_directory=str(scratch), env={"TMPDIR": str(scratch)}) as cluster:
+                                      local_directory=str(scratch), env={"TMPDIR": str(scratch), "NN4E_CORES": "1"}) as cluster:
             yield cluster

@@ -19,7 +19,8 @@ import time
 import pytest
 
 from autograder.cluster import ClusterEngine, ClusterError, connect, grade_task, worker_problem
-from autograder.grade import grade_batch, grade_one, make_job
+from autograder.config import ConfigError
+from autograder.grade import CORES_ENV, grade_batch, grade_one, make_job, usable_cores
 from autograder.results import Status
 from autograder.submissions import Submission, discover
 from conftest import SUBMISSIONS
@@ -156,6 +157,33 @@ def test_without_distributed_the_message_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(ClusterError, match=r"\[cluster\]"):
         connect("tcp://127.0.0.1:1")
+
+
+def test_the_cores_are_the_environment_s_share_else_the_cpu_set(monkeypatch, config):
+    """Check that NN4E_CORES sets the cores a grader shares among its slots, that a bad value is a
+    clear error, and that without it the CPU set this process may run on counts, not the machine"""
+    monkeypatch.setenv(CORES_ENV, "3")
+    assert usable_cores() == 3 and make_job("autograd", config, jobs=2).threads == 1
+    assert make_job("autograd", config).jobs == 3
+    for bad in ("0", "two"):
+        monkeypatch.setenv(CORES_ENV, bad)
+        with pytest.raises(ConfigError, match="NN4E_CORES.*whole number"):
+            usable_cores()
+    monkeypatch.delenv(CORES_ENV)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5}, raising=False)
+    assert usable_cores() == 1 and make_job("autograd", config, jobs=1).threads == 1
+
+
+def test_workers_sharing_a_machine_give_each_sandbox_their_share(dask_cluster):
+    """Check that each of the fixture's two single-thread workers, told its share of one core,
+    gives its sandboxes one torch thread, not the machine's two"""
+    from autograder.cluster import _worker_threads, worker_job
+
+    def sandbox_threads(dask_worker):
+        return worker_job("autograd", True, False, _worker_threads(dask_worker)).threads
+
+    with distributed.Client(dask_cluster.scheduler_address, set_as_default=False) as client:
+        assert set(client.run(sandbox_threads).values()) == {1}
 
 
 def test_the_task_never_raises_for_a_broken_notebook(dask_cluster):
