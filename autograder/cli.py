@@ -181,8 +181,10 @@ def _grade_submissions(args, config, submissions, engine) -> int:
               f"{job.jobs} at a time; each worker uses its own sandbox", file=sys.stderr)
     else:
         job = make_job(args.id, config, jobs=args.jobs, use_bwrap=not args.no_bwrap,
-                       allow_unisolated=args.allow_unisolated, warm=False if args.no_warm_start else None)
+                       allow_unisolated=args.allow_unisolated, warm=False if args.no_warm_start else None,
+                       fork_server=args.fork_server)
         print(f"grading {len(submissions)} submission(s) of {args.id} with {job.jobs} job(s)"
+              + (", each slot's sandboxes forked from a server that imported torch once" if job.fork_server else "")
               + (", each slot's next sandbox started ahead" if job.warm else "") + "; "
               f"sandbox layers: {', '.join(job.layers.names)}"
               + (f" (not active: {'; '.join(job.layers.off)})" if job.layers.off else ""), file=sys.stderr)
@@ -310,6 +312,9 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("submissions", nargs="+", help=".ipynb files, otter export .zip files, or folders")
     grade.add_argument("--out", default=None, help="output folder (default: results/<id>)")
     grade.add_argument("--jobs", type=int, default=None, help="submissions graded in parallel (default: cores)")
+    grade.add_argument("--fork-server", action="store_true",
+                       help="fork each slot's sandboxes from one that imported torch once, instead of starting "
+                            "each from scratch (replaces the warm start)")
     grade.add_argument("--no-warm-start", action="store_true",
                        help="start each sandbox only when its submission's turn comes (by default, with fewer "
                             "jobs than cores, each slot starts its next sandbox while it grades)")

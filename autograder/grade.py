@@ -34,6 +34,7 @@ from .isolation import Layers, detect_layers, prepared_host
 from .manual import sheets_for_batch
 from .sandbox import Sandbox, SandboxBroken, SandboxDied, SandboxTimeout, close_all
 from .submissions import InvalidSubmission, Submission, assignment_name, parse_notebook, read_notebook
+from .forkserver import ForkServers
 from .warm import WarmSlots
 
 INIT_TIMEOUT_S = 120
@@ -75,6 +76,7 @@ class GradingJob:
     jobs: int = 1
     allow_unisolated: bool = False  # grade even when no layer isolates the filesystem (recorded)
     warm: bool = False  # start each slot's next sandbox while it grades (warm.py)
+    fork_server: bool = False  # fork each slot's sandboxes from a server that imported torch (forkserver.py)
 
     @property
     def threads(self) -> int:
@@ -153,7 +155,7 @@ class Graded:
     answers: dict | None = None  # the hand-graded questions' answers, for `manual`
 
 
-def grade_one(job: GradingJob, submission: Submission, slot: int = 0, warm: WarmSlots | None = None) -> Graded:
+def grade_one(job: GradingJob, submission: Submission, slot: int = 0, warm: WarmSlots | ForkServers | None = None) -> Graded:
     """Grade one submission: read, plan, run, record (never raises for bad submissions).
 
     With `warm`, the slot's sandbox may have been started ahead, and the slot's next one is."""
@@ -215,11 +217,16 @@ def check_context(assignment, seed: int, check, ref, cells: list[str]) -> checks
                               check_rng(seed, check), cells=cells)
 
 
-def open_sandbox(job: GradingJob, slot: int, torch: bool) -> Sandbox:
+def new_sandbox(job: GradingJob, slot: int, server=None) -> Sandbox:
+    """An unstarted sandbox for `slot` (forked from `server`, a forkserver.SlotServer, if given)."""
+    return Sandbox(job.aid, job.config.limits_for(job.aid), job.layers, job.data_dir, slot=slot,
+                   threads=job.threads, device=job.config.device_for(job.aid), server=server)
+
+
+def open_sandbox(job: GradingJob, slot: int, torch: bool, server=None) -> Sandbox:
     """A started sandbox for `slot` whose shell is ready (with torch imported, or not); the caller
     closes it. Raises GraderFault (and leaves nothing behind) when it cannot start."""
-    box = Sandbox(job.aid, job.config.limits_for(job.aid), job.layers, job.data_dir, slot=slot,
-                  threads=job.threads, device=job.config.device_for(job.aid))
+    box = new_sandbox(job, slot, server)
     try:
         box.start()
         start_shell(box, job, job.threads, torch)
@@ -229,7 +236,19 @@ def open_sandbox(job: GradingJob, slot: int, torch: bool) -> Sandbox:
     return box
 
 
-def run_plan(job: GradingJob, planned: Planned, slot: int = 0, warm: WarmSlots | None = None) -> Execution:
+def starter(job: GradingJob, submissions: int) -> WarmSlots | ForkServers | None:
+    """How the batch's sandboxes start ahead of their submissions: forked from each slot's fork
+    server, started ahead (warm), or None, each when it starts."""
+    if job.fork_server:
+        return ForkServers(lambda slot: new_sandbox(job, slot),
+                           lambda slot, server: open_sandbox(job, slot, True, server),
+                           usable=job.config.device_for(job.aid) == "cpu")
+    if job.warm:
+        return WarmSlots(lambda slot, torch: open_sandbox(job, slot, torch), submissions)
+    return None
+
+
+def run_plan(job: GradingJob, planned: Planned, slot: int = 0, warm: WarmSlots | ForkServers | None = None) -> Execution:
     """Run the plan's cells in a fresh sandbox, probing and handing off after each question.
 
     A timeout or a crash ends the run; what was probed before it is kept. The notebook's time
@@ -557,8 +576,7 @@ def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultSt
                  progress: bool, reuse: bool, summary: bool, engine=None) -> list[SubmissionResult]:
     out = store.out
     # The warm start is local: a cluster's workers start their own sandboxes.
-    warm = WarmSlots(lambda slot, torch: open_sandbox(job, slot, torch), len(submissions)) \
-        if job.warm and engine is None else None
+    warm = starter(job, len(submissions)) if engine is None else None
     execute = engine.grade if engine is not None else functools.partial(grade_one, warm=warm)
     meter = Progress(len(submissions)) if progress and submissions else None
     slots: queue.Queue[int] = queue.Queue()
@@ -657,10 +675,12 @@ def grader_error(job: GradingJob, submission: Submission, message: str) -> Submi
 
 
 def make_job(aid: str, config: GradingConfig, jobs: int | None = None, use_bwrap: bool = True,
-             allow_unisolated: bool = False, warm: bool | None = None) -> GradingJob:
+             allow_unisolated: bool = False, warm: bool | None = None, fork_server: bool = False) -> GradingJob:
     """The job for grading `aid`. `warm` None: warm-start when a core is left for it (fewer jobs
-    than cores); with every core grading, starting ahead only competes with the notebooks."""
+    than cores); with every core grading, starting ahead only competes with the notebooks.
+    `fork_server` forks each slot's sandboxes from one that imported torch once, instead of both."""
     jobs = jobs or config.defaults.jobs or usable_cores()
     if warm is None:
         warm = jobs < usable_cores()
-    return GradingJob(aid, config, detect_layers(use_bwrap), REPO_ROOT / "datasets", jobs, allow_unisolated, warm)
+    return GradingJob(aid, config, detect_layers(use_bwrap), REPO_ROOT / "datasets", jobs, allow_unisolated,
+                      warm and not fork_server, fork_server)

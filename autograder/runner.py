@@ -8,16 +8,27 @@ plain data) and carries out the grader's hand-offs.
 Protocol: one JSON object per line. The grader writes requests to our stdin; we answer on the
 file descriptor that was stdout at start-up. Student output goes to a bounded buffer instead, so
 printing hundreds of megabytes cannot fill a pipe or a disk.
+
+With `--fork-server FD` this process is instead one grading slot's fork server (`ForkServer`):
+it imports torch (running no op) and then, on the same line protocol, forks one child per
+submission. The child takes the stdin, stdout and stderr the grader sends over the socket on FD,
+leaves everything of the server behind and becomes an ordinary runner, exactly as a cold start's
+would be at this point. The server never runs student code.
 """
 from __future__ import annotations
 
+import array
 import builtins
+import ctypes
 import importlib
 import inspect
 import os
 import random
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 import time
 
 import landlock
@@ -230,5 +241,206 @@ def rebuild(shipment: dict, namespace: dict):
     return namespace[shipment["call"]]
 
 
+# -- the fork server ---------------------------------------------------------------------------------
+_PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 4, 36
+_IPC_RMID = 0
+CLEAN_PATIENCE_S = 5.0
+
+
+class ForkServer:
+    """One slot's server: torch imported once, a fresh runner forked for each submission.
+
+    Requests on stdin (answers on stdout, as the runner's):
+      fork   {env, cwd}  + the child's stdin, stdout, stderr by SCM_RIGHTS on the channel -> forked {pid}
+      wait   {timeout}   -> exited {status} (a negative signal number, or the exit code) or running
+      clean  {folders}   -> clean: every process the child left is dead and reaped, `folders` are
+                            emptied and (in the sandbox's own IPC namespace) System V IPC removed
+    The grader cleans after every submission and forks the next one only after a clean answer.
+    """
+
+    def __init__(self, channel: int):
+        self.proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+        self.proto_out = os.dup(1)
+        self.channel = socket.socket(fileno=channel)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):
+            os.dup2(null, fd)
+        os.close(null)
+        libc = ctypes.CDLL(None, use_errno=True)
+        # Non-dumpable: no process of the sandbox's uid may ptrace it or read its /proc files.
+        # A subreaper: whatever a child double-forks stays ours to find and kill.
+        if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) or libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0):
+            raise OSError(ctypes.get_errno(), "prctl failed")
+        self.libc = libc
+        self.child = None
+        self.status = None
+        import numpy  # noqa: F401 - imported once here, so no child pays for it
+        import torch  # noqa: F401 - no op runs here: torch's thread pools start in each child
+        from IPython.core import interactiveshell  # noqa: F401
+        from traitlets import config  # noqa: F401
+
+    send = Runner.send
+
+    def serve(self) -> None:
+        self.send({"op": "serving", "pid": os.getpid()})
+        while True:
+            line = self.proto_in.readline()
+            if not line:
+                return
+            request = wire.loads(line)
+            handler = getattr(self, "op_" + str(request.get("op")), None)
+            try:
+                reply = handler(request) if handler else {"op": "error", "error": "unknown op"}
+            except Exception as exc:  # noqa: BLE001 - the grader closes the slot on any error
+                reply = {"op": "error", "error": describe_error(exc)}
+            if reply is not None:
+                self.send(reply)
+
+    def op_fork(self, request: dict) -> dict | None:
+        if self.child is not None:
+            raise RuntimeError("the last child was not cleaned up")
+        fds = _receive_fds(self.channel, 3)
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                self._become_runner(fds, request)
+                code = 0
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        self.child, self.status = pid, None
+        return {"op": "forked", "pid": pid}
+
+    def _become_runner(self, fds: list[int], request: dict) -> None:
+        """In the child: take the submission's stdio, drop the server's channels, run as a runner."""
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        self.proto_in.close()
+        self.channel.close()
+        os.close(self.proto_out)
+        # Every other descriptor too (the received ones, anything an import left open): the child
+        # starts with its stdio only, as a cold start's runner does.
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        os.setsid()  # its own session and process group, as a cold start's
+        self.libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+        self.libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        tempfile.tempdir = None  # cached from the server's $TMPDIR, if an import asked for it
+        sys.argv = sys.argv[:1]
+        os.chdir(request["cwd"])
+        Runner().serve()
+        sys.stdout.flush()
+
+    def op_wait(self, request: dict) -> dict:
+        deadline = time.monotonic() + float(request.get("timeout", 0))
+        while self.child is not None and self.status is None:
+            self._reap()
+            if self.status is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+        if self.status is None:
+            return {"op": "running"}
+        return {"op": "exited", "status": self.status}
+
+    def _reap(self) -> bool:
+        """Reap every dead child; True if any was left to reap."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return False
+            if pid == 0:
+                return True
+            if pid == self.child:
+                self.status = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+    def op_clean(self, request: dict) -> dict:
+        deadline = time.monotonic() + CLEAN_PATIENCE_S
+        while _kill_descendants(os.getpid()) or self._reap():
+            if time.monotonic() > deadline:
+                raise RuntimeError("processes of the last submission would not die")
+            time.sleep(0.02)
+        for folder in request.get("folders", []):
+            _empty(folder)
+        if request.get("ipc"):
+            self._remove_ipc()
+        self.child = None
+        return {"op": "clean"}
+
+    def _remove_ipc(self) -> None:
+        """Remove every System V IPC object of this IPC namespace (the sandbox's own)."""
+        for kind, remove in (("shm", self.libc.shmctl), ("msg", self.libc.msgctl), ("sem", self.libc.semctl)):
+            try:
+                rows = open(f"/proc/sysvipc/{kind}").read().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                ident = int(row.split()[1])
+                if kind == "sem":
+                    remove(ident, 0, _IPC_RMID)   # semctl(semid, semnum, cmd)
+                else:
+                    remove(ident, _IPC_RMID, None)  # shmctl/msgctl(id, cmd, buf)
+
+
+def _receive_fds(channel: socket.socket, count: int) -> list[int]:
+    fds = array.array("i")
+    _, ancillary, _, _ = channel.recvmsg(1, socket.CMSG_SPACE(count * fds.itemsize))
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+    if len(fds) != count:
+        for fd in fds:
+            os.close(fd)
+        raise RuntimeError(f"expected {count} file descriptors from the grader, got {len(fds)}")
+    return list(fds)
+
+
+def _kill_descendants(me: int) -> bool:
+    """SIGKILL every living descendant of `me` (found by parent links in /proc); True if any."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    found = False
+    for pid in parents:
+        ancestor, hops = parents.get(pid), 0
+        while ancestor is not None and ancestor != me and hops < 4096:
+            ancestor, hops = parents.get(ancestor), hops + 1
+        if ancestor == me:
+            found = True
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return found
+
+
+def _empty(folder: str) -> None:
+    """Delete everything in `folder` (a child may have left read-only folders behind)."""
+    def writable_then_retry(function, path, _):
+        os.chmod(os.path.dirname(path), 0o700)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, 0o700)
+        function(path)
+
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, onerror=writable_then_retry)
+        else:
+            os.unlink(entry.path)
+
+
 if __name__ == "__main__":
-    Runner().serve()
+    if sys.argv[1:2] == ["--fork-server"]:
+        ForkServer(int(sys.argv[2])).serve()
+    else:
+        Runner().serve()

@@ -14,6 +14,10 @@ Layers (`isolation.py` decides which are available; each result records which we
   user       - when the grader runs as root: student code runs as an unprivileged uid, in a
                private network namespace when root can make one.
 
+Fork servers (`forkserver.py`): a sandbox started with `start_server` runs `runner.py --fork-server`,
+which imports torch once; a sandbox given that `server` gets its runner forked from it instead of
+a new process, in the same walls (the server's), with its own folder, stdio and uid hand-over.
+
 Devices (`gpu_policy`, from the assignment's `device`): `cpu` hides the GPUs. `cuda`, and `auto` on
 a machine with NVIDIA GPUs, give slot N the GPU N % (number of GPUs) through CUDA_VISIBLE_DEVICES;
 bubblewrap binds the GPU nodes into its fresh /dev, Landlock lets the runner open them and read
@@ -32,6 +36,7 @@ import resource
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -281,6 +286,7 @@ class Sandbox:
     policy: DevicePolicy = field(init=False)
     tmp: Path = field(init=False)
     work: Path = field(init=False)
+    server: object | None = None  # forkserver.SlotServer: fork the runner from the slot's server
     proc: subprocess.Popen | None = field(init=False, default=None)
     uid: int | None = field(init=False, default=None)
 
@@ -327,21 +333,30 @@ class Sandbox:
         return {"read": [*read, *SYSTEM_FILES, *self.policy.readable],
                 "write": [*write, *DEVICES, *self.policy.devices]}
 
-    def start(self) -> None:
-        if self.layers.unprivileged_user:
+    def start(self, serve_fd: int | None = None) -> None:
+        """Start the runner: a new process, or with `server` a child forked by the slot's fork
+        server. `serve_fd` starts this sandbox as a fork server instead, its channel on that fd."""
+        if self.server is not None:
+            self.uid = self.server.uid  # the slot's uid, claimed by its server's sandbox
+            if self.uid is not None:
+                self._hand_over(self.uid)
+        elif self.layers.unprivileged_user:
             self.uid, self._uid_lock = _claim_uid(BASE_UID + self.slot)
             self._hand_over(self.uid)
         uid = self.uid
         python = [sandbox_python(), "-E", "-s"]
+        serve = ["--fork-server", str(serve_fd)] if serve_fd is not None else []
         if self.layers.bubblewrap:
             inside_work = SANDBOX_ROOT / "assignments" / self.assignment_id
             env = _scrubbed_env("/tmp", "/tmp", self.threads, self.policy)
+            cwd = str(inside_work)
             command = _bwrap_args(self.layers.bwrap, self.limits, inside_work, self.tmp / "grader", self.data_dir,
                                   self.policy.binds)
-            command += [*python, str(GRADER_DIR_INSIDE / "runner.py")]
+            command += [*python, str(GRADER_DIR_INSIDE / "runner.py"), *serve]
         else:
             env = _scrubbed_env(str(self.home), str(self.home / "tmp"), self.threads, self.policy)
-            command = [*python, str(self.tmp / "grader" / "runner.py")]
+            cwd = str(self.work)
+            command = [*python, str(self.tmp / "grader" / "runner.py"), *serve]
             if uid is None:
                 _become_subreaper()  # orphans of the sandbox become ours, so close() can find them
         if uid is not None:
@@ -349,22 +364,52 @@ class Sandbox:
         # Start-up failures (a missing interpreter, a broken venv) are kept for the error message;
         # the runner points its stderr at /dev/null before any student code runs.
         self._stderr = tempfile.TemporaryFile()
+        self._started_ticks = _now_ticks()  # everything the sandbox starts is younger than this
+        if self.server is not None:
+            # Not under the lock, unlike a Popen: a forked runner is the server's child, never one
+            # of ours that an orphan hunt could mistake, and forking waits for the server's answer.
+            self.proc = self.server.fork(env, cwd, self._stderr.fileno())
+            with _ACTIVE_LOCK:
+                _ACTIVE.add(self)
+        else:
+            self._popen(command, env, uid, () if serve_fd is None else (serve_fd,))
+        self.disk_exceeded = ""
+        if serve_fd is None:  # a fork server runs no student code: each child's sandbox watches its disk
+            threading.Thread(target=self._watch_disk, args=(self.proc,), daemon=True).start()
+
+    def _popen(self, command: list[str], env: dict[str, str], uid: int | None, pass_fds: tuple[int, ...]) -> None:
         if self.policy.memory_cgroup is not None:
             self._memory = self._memory_cap(self.policy.memory_cgroup)
         preexec = _limit_child(self.limits, uid, self.layers.private_network and not self.layers.bubblewrap,
                                self.policy.cap_address_space, self._memory)
-        self._started_ticks = _now_ticks()  # everything the sandbox starts is younger than this
         with _ACTIVE_LOCK:  # registered as it starts, so no orphan hunt mistakes it for an orphan
             try:
                 self.proc = subprocess.Popen(
                     command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                    cwd=self.work, env=env, start_new_session=True, preexec_fn=preexec,
+                    cwd=self.work, env=env, start_new_session=True, preexec_fn=preexec, pass_fds=pass_fds,
                 )
             except subprocess.SubprocessError as exc:  # preexec_fn raised: a wall could not be put up
                 raise SandboxBroken(f"the sandbox's process could not be given its limits ({exc})") from None
             _ACTIVE.add(self)
-        self.disk_exceeded = ""
-        threading.Thread(target=self._watch_disk, args=(self.proc,), daemon=True).start()
+
+    def start_server(self) -> socket.socket:
+        """Start this sandbox as a slot's fork server (`forkserver.py`); returns our end of the
+        socket its children's stdio is sent over."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.start(theirs.fileno())
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return ours
+
+    def read_reply(self, timeout: float) -> dict:
+        """The next message from the runner, without sending a request (a fork server's greeting)."""
+        if self.proc is None:
+            raise SandboxDied(self._death_reason())
+        return self._read_message(self.proc, time.monotonic() + timeout)
 
     def _memory_cap(self, parent: Path) -> MemoryCap:
         """The sandbox's own cgroup under `parent`, capped at the memory limit. Under bubblewrap its
@@ -389,10 +434,14 @@ class Sandbox:
         return reply
 
     # -- the disk budget -----------------------------------------------------------------------
+    def inside_writable(self) -> list[str]:
+        """Every folder a submission may write inside bubblewrap (each a size-capped tmpfs)."""
+        return [str(SANDBOX_ROOT / "assignments" / self.assignment_id), "/tmp", "/dev/shm"]
+
     def disk_usage(self, proc: subprocess.Popen) -> tuple[int, int]:
         """(bytes, files and folders) the submission has written so far."""
         if self.layers.bubblewrap:
-            return _tmpfs_usage(proc.pid, [str(SANDBOX_ROOT / "assignments" / self.assignment_id), "/tmp", "/dev/shm"])
+            return _tmpfs_usage(proc.pid, self.inside_writable())
         roots = [self.work, self.home]
         total = [0, 0]
         for root in roots:
@@ -473,6 +522,10 @@ class Sandbox:
         if proc is None:
             return "the grader stopped the notebook (interrupted)"
         code = proc.wait(timeout=10)
+        if self.layers.bubblewrap and code is not None and code - 128 in {int(s) for s in signal.valid_signals()}:
+            # bubblewrap exits with 128 + N when its child dies of signal N: report the signal, as a
+            # runner forked inside bubblewrap (whose status the fork server reads) is reported.
+            code = 128 - code
         if code is not None and code < 0:
             name = signal.Signals(-code).name
             hint = {"SIGKILL": " (killed; often the memory limit)", "SIGSEGV": " (segmentation fault)",
@@ -502,21 +555,26 @@ class Sandbox:
         with _ACTIVE_LOCK:
             _ACTIVE.discard(self)
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-            for stream in (self.proc.stdin, self.proc.stdout):
+            if self.server is not None:
+                # The server kills what the submission left (its subreaper) and empties its folders;
+                # killing the process group here would, inside bubblewrap, kill the whole slot.
+                self.proc.clean(self.inside_writable() if self.layers.bubblewrap else [], ipc=self.layers.bubblewrap)
+            else:
                 try:
-                    stream.close()
-                except OSError:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
                     pass
+                self.proc.wait()
+                for stream in (self.proc.stdin, self.proc.stdout):
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass
             if self.uid is not None:
                 _kill_uid(self.uid)
                 if not self.layers.bubblewrap:
                     _remove_files_of(self.uid)
-            elif not self.layers.bubblewrap:
+            elif not self.layers.bubblewrap and self.server is None:
                 _kill_orphans(self._started_ticks)
             self.proc = None
         if self._memory is not None:

@@ -2,8 +2,9 @@
 its honest part earns, leaves nothing on the host and no process alive, and the clean solution in
 the same batch still gets full marks. Hostile writes aim at a decoy repository, never at the checkout.
 
-The corpus runs under whichever layers this machine offers; CI runs it again with bubblewrap off
-(Landlock alone) and with both off (the uid layer alone, as root)."""
+The corpus runs under whichever layers this machine offers; the cases that follow another are
+graded both warm-started and forked from one fork server (`grade --fork-server`). CI runs it again
+with bubblewrap off (Landlock alone) and with both off (the uid layer alone, as root)."""
 from __future__ import annotations
 
 import copy
@@ -22,6 +23,7 @@ import yaml
 
 from autograder.config import REPO_ROOT
 from autograder.data import verify
+from autograder.forkserver import ForkServers, SlotServer
 from autograder.grade import grade_batch, make_job
 from autograder.isolation import BASE_UID, UID_RANGE, Layers, detect_layers
 from autograder.submissions import discover
@@ -210,23 +212,39 @@ def grade_after(name: str, job, folder: Path, out: Path, decoy: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def sequences(tmp_path_factory, raw_config):
-    """Each case with `after: other` graded in one slot right after `other`, whose sandbox was
-    still running when the case's own (warm) sandbox started."""
-    graded, taken = {}, []
-    original = WarmSlots.take
+    """Each case with `after: other` graded in one slot right after `other`, twice: with the warm
+    start (the case's own sandbox started while the other still ran) and forked from the same fork
+    server as the other (`grade --fork-server`)."""
+    after_cases = [name for name, case in CASES.items() if "after" in case]
+    runs = {"warm": {}, "forked": {}}
+    taken, forked, servers_started = [], [], []
+    warm_take, fork_take, server_start = WarmSlots.take, ForkServers.take, SlotServer.start
 
     def take(self, slot, torch):
-        box = original(self, slot, torch)
+        box = warm_take(self, slot, torch)
         taken.append(box is not None)
         return box
 
-    job = make_job("spiral", config_with(raw_config), jobs=1, warm=True)
-    for name in [name for name, case in CASES.items() if "after" in case]:
-        with mock.patch.object(WarmSlots, "take", take):
-            graded[name] = grade_after(name, job, tmp_path_factory.mktemp(f"after-{name}"),
-                                       tmp_path_factory.mktemp(f"after-{name}-results"),
-                                       decoy_repository(tmp_path_factory.mktemp("decoy-repository")))
-    return {"results": graded, "taken": taken, "survivors": descendants(os.getpid())}
+    def take_forked(self, slot, torch):
+        box = fork_take(self, slot, torch)
+        forked.append(box is not None and box.server is not None)
+        return box
+
+    def start(self):
+        servers_started.append(self)
+        return server_start(self)
+
+    jobs = {"warm": make_job("spiral", config_with(raw_config), jobs=1, warm=True),
+            "forked": make_job("spiral", config_with(raw_config), jobs=1, fork_server=True)}
+    for mode, job in jobs.items():
+        for name in after_cases:
+            with mock.patch.object(WarmSlots, "take", take), mock.patch.object(ForkServers, "take", take_forked), \
+                    mock.patch.object(SlotServer, "start", start):
+                runs[mode][name] = grade_after(name, job, tmp_path_factory.mktemp(f"after-{name}"),
+                                               tmp_path_factory.mktemp(f"after-{name}-results"),
+                                               decoy_repository(tmp_path_factory.mktemp("decoy-repository")))
+    return {"results": runs, "taken": taken, "forked": forked, "servers_started": len(servers_started),
+            "pairs": len(after_cases), "survivors": descendants(os.getpid())}
 
 
 def test_the_next_submission_ran_in_a_sandbox_started_beside_the_daemon(sequences):
@@ -236,15 +254,26 @@ def test_the_next_submission_ran_in_a_sandbox_started_beside_the_daemon(sequence
     assert lingering_files() == []
 
 
+def test_the_next_submission_was_forked_by_the_daemon_s_own_server(sequences):
+    """Check that each pair was forked from one fork server, which the daemon could not stop: the
+    case after it got a child of the very server the daemon's submission came from"""
+    assert sequences["forked"] and all(sequences["forked"]), sequences["forked"]
+    if LAYERS.landlock >= 6 or LAYERS.unprivileged_user:  # the daemon cannot signal the server
+        assert sequences["servers_started"] == sequences["pairs"]
+    else:  # it may kill the server: the slot then starts a new one, which is safe but proves less
+        assert sequences["servers_started"] <= 2 * sequences["pairs"]
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_case_earns_only_its_honest_points(corpus, sequences, name):
     """Check a hostile submission's status and per-question points"""
     case = CASES[name]
     if "after" in case:
-        runs = sequences["results"][name]
-        first = runs[f"1-{case['after']}"]
-        assert first["status"] == "ok" and honest_points(first) == CASES[case["after"]]["points"], first
-        result = runs[f"2-{name}"]
+        for mode, runs in sequences["results"].items():
+            first, then = runs[name][f"1-{case['after']}"], runs[name][f"2-{name}"]
+            assert first["status"] == "ok" and honest_points(first) == CASES[case["after"]]["points"], (mode, first)
+            assert then["status"] == case.get("status", "ok") and honest_points(then) == case["points"], (mode, then)
+        result = sequences["results"]["forked"][name][f"2-{name}"]
     elif name not in runnable_cases():
         pytest.skip(DEFENCES[case["needs"]][1])
     else:

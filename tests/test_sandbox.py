@@ -118,6 +118,13 @@ def test_exit_and_crash_are_reported(box):
         run(box, "import os\nos._exit(3)")
 
 
+def test_a_signal_death_is_named_under_every_layer(box):
+    """Check that a runner killed by a signal is reported by the signal's name, also inside
+    bubblewrap (which exits with 128 + the signal's number), as a forked runner's death is"""
+    with pytest.raises(SandboxDied, match="died with SIGKILL"):
+        run(box, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+
+
 def test_sys_exit_is_just_an_error(box):
     """Check that sys.exit in a cell does not end the notebook"""
     assert not run(box, "import sys\nsys.exit(0)")["ok"]
