@@ -5,9 +5,10 @@
 
 For each assignment it makes N distinct copies of the canned submissions (a comment differs, so
 no result cache applies), then times, in one run on one machine:
-  - this grader at --jobs 1 and at --jobs = cores (every sandbox layer stays on, and the warm
-    start is as `grade` chooses it); the two runs' statuses and scores must agree; with `--cold`,
-    --jobs 1 once more without the warm start, to compare the two in the same run;
+  - this grader at --jobs 1 and at --jobs = cores (every sandbox layer stays on; the warm start
+    as `grade` chooses it, or with `--fork-server` each slot's sandboxes forked from one server);
+    the runs' statuses and scores must agree; with `--cold`, both once more with every sandbox
+    started from scratch, to compare in the same run;
   - `otter run` over the first `--otter-n` copies, one after the other, with the same bundle;
   - the floor: the solution's code executed once in a warm Python process (no kernel, no sandbox,
     no grading).
@@ -61,8 +62,12 @@ def distinct_copies(aid: str, n: int, folder: Path, only: list[str] | None = Non
     return paths
 
 
-def time_ours(aid: str, config, folder: Path, jobs: int, out: Path, warm: bool | None = None) -> tuple[float, list]:
-    job = make_job(aid, config, jobs=jobs, warm=warm)
+def time_ours(aid: str, config, folder: Path, jobs: int, out: Path, cold: bool = False,
+              fork_server: bool = False) -> tuple[float, list]:
+    """Seconds to grade the folder, and the results; `cold`: every sandbox started from scratch
+    (no fork server, no warm start)."""
+    job = (make_job(aid, config, jobs=jobs, warm=False) if cold
+           else make_job(aid, config, jobs=jobs, fork_server=fork_server))
     start = time.monotonic()
     results = grade_batch(job, discover([folder]), out, force=True, progress=False)
     return time.monotonic() - start, results
@@ -124,7 +129,11 @@ def main() -> None:
     parser.add_argument("--otter-n", type=int, default=10, help="how many of them otter runs (default 10)")
     parser.add_argument("--assignments", nargs="*", help="default: every assignment with canned submissions")
     parser.add_argument("--out", default=None, help="write the Markdown table here as well")
-    parser.add_argument("--cold", action="store_true", help="also time --jobs 1 without the warm start")
+    parser.add_argument("--fork-server", action="store_true",
+                        help="grade with `grade --fork-server` (each slot's sandboxes forked from one server)")
+    parser.add_argument("--cold", action="store_true",
+                        help="also time both --jobs values with every sandbox started from scratch (no fork "
+                             "server, no warm start)")
     parser.add_argument("--only", nargs="*", metavar="FILE",
                         help="copy only these canned notebooks (e.g. solution.ipynb) instead of all of them")
     args = parser.parse_args()
@@ -137,17 +146,20 @@ def main() -> None:
         for aid in aids:
             folder = work / aid / "subs"
             paths = distinct_copies(aid, args.n, folder, args.only)
-            t1, results1 = time_ours(aid, config, folder, 1, work / aid / "ours-1")
-            tn, results_n = time_ours(aid, config, folder, cores, work / aid / f"ours-{cores}")
+            t1, results1 = time_ours(aid, config, folder, 1, work / aid / "ours-1", fork_server=args.fork_server)
+            tn, results_n = time_ours(aid, config, folder, cores, work / aid / f"ours-{cores}",
+                                      fork_server=args.fork_server)
             # Overhead is measured on the solution copies, like for like with the floor's solution run.
             solution_seconds = [r.seconds for r in results1 if r.submission.endswith("-solution.ipynb")]
             cold = {}
             if args.cold:
-                t_cold, results_cold = time_ours(aid, config, folder, 1, work / aid / "ours-1-cold", warm=False)
+                t_cold, results_cold = time_ours(aid, config, folder, 1, work / aid / "ours-1-cold", cold=True)
+                tn_cold, results_n_cold = time_ours(aid, config, folder, cores, work / aid / f"ours-{cores}-cold",
+                                                    cold=True)
                 cold_seconds = [r.seconds for r in results_cold if r.submission.endswith("-solution.ipynb")]
-                cold = {"ours_1_cold_per_min": 60 * args.n / t_cold,
+                cold = {"ours_1_cold_per_min": 60 * args.n / t_cold, "ours_n_cold_per_min": 60 * args.n / tn_cold,
                         "cold_solution_s": statistics.fmean(cold_seconds),
-                        "scores_agree_cold": scores(results_cold) == scores(results1)}
+                        "scores_agree_cold": scores(results_cold) == scores(results1) == scores(results_n_cold)}
             peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             otter_n = min(args.otter_n, len(paths))
             otter_per = time_otter(aid, paths[:otter_n], work / aid) / otter_n if otter_n else None
@@ -165,6 +177,8 @@ def main() -> None:
             })
             if cold:
                 rows[-1]["overhead_ratio_cold"] = cold["cold_solution_s"] / floor
+                if otter_per:
+                    rows[-1]["ratio_vs_otter_cold"] = cold["ours_n_cold_per_min"] / (60 / otter_per)
             print(json.dumps(rows[-1]), flush=True)
             shutil.rmtree(work / aid, ignore_errors=True)
     table = render(rows, cores, " ".join(sys.argv[1:]))
@@ -188,11 +202,14 @@ def render(rows: list[dict], cores: int, argv: str) -> str:
                      f"{r['ours_1_s_per_sub']:.1f} | {r['solution_s']:.1f} | {r['floor_s']:.1f} | "
                      f"{r['overhead_ratio']:.2f} | {r['peak_worker_mb']:.0f} | {'yes' if r['scores_agree'] else 'NO'} |")
     if any("ours_1_cold_per_min" in r for r in rows):
-        lines += ["", "Without the warm start, in the same run (`--cold`):", "",
-                  "| assignment | ours --jobs 1 cold (subs/min) | solution s cold | overhead ratio cold |",
-                  "| --- | ---: | ---: | ---: |"]
-        lines += [f"| {r['assignment']} | {r['ours_1_cold_per_min']:.1f} | {r['cold_solution_s']:.1f} | "
-                  f"{r['overhead_ratio_cold']:.2f} |" for r in rows if "ours_1_cold_per_min" in r]
+        lines += ["", "Every sandbox started from scratch (no fork server, no warm start), in the same run (`--cold`):",
+                  "", "| assignment | ours --jobs 1 cold (subs/min) | ours --jobs %d cold (subs/min) | "
+                  "ratio vs otter cold (--jobs %d) | solution s cold | overhead ratio cold |" % (cores, cores),
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['assignment']} | {r['ours_1_cold_per_min']:.1f} | {r['ours_n_cold_per_min']:.1f} | "
+                  + (f"{r['ratio_vs_otter_cold']:.2f}x" if "ratio_vs_otter_cold" in r else "-")
+                  + f" | {r['cold_solution_s']:.1f} | {r['overhead_ratio_cold']:.2f} |"
+                  for r in rows if "ours_1_cold_per_min" in r]
     header = (f"Command: `python benchmarks/run.py {argv}`  \n"
               f"Machine: {platform.machine()}, {cores} cores, Python {platform.python_version()}, "
               f"{platform.system()} {platform.release()}\n\n")
