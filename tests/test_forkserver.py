@@ -1,9 +1,9 @@
 """The fork server (autograder/forkserver.py): each submission of a slot is a fresh child of one
 server that imported torch, with nothing of the submission before it.
 
-These tests drive one slot's server directly, under whatever layers this machine has (CI runs them
-under each layer alone too); test_adversarial.py grades the lingering daemon's next submission
-forked from the daemon's own server.
+These tests drive one slot's server directly, under whatever layers this machine has;
+test_adversarial.py, which CI runs under each layer alone too, grades the lingering daemon's next
+submission forked from the daemon's own server.
 """
 from __future__ import annotations
 
