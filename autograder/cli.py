@@ -108,6 +108,9 @@ def cmd_grade(args) -> int:
     from .lms import identify, is_bulk_zip, unpack_bulk_zip, unparsed_canvas_names
     from .submissions import discover, in_shard
 
+    if args.fork_server and args.no_warm_start:
+        print("error: --fork-server and --no-warm-start contradict each other: give one of them", file=sys.stderr)
+        return 2
     config = _config(args)
     config.assignment(args.id)
     args.out = args.out or str(Path("results") / args.id)  # one folder per assignment: never mixed
@@ -182,7 +185,7 @@ def _grade_submissions(args, config, submissions, engine) -> int:
     else:
         job = make_job(args.id, config, jobs=args.jobs, use_bwrap=not args.no_bwrap,
                        allow_unisolated=args.allow_unisolated, warm=False if args.no_warm_start else None,
-                       fork_server=args.fork_server)
+                       fork_server=False if args.no_warm_start else args.fork_server)
         print(f"grading {len(submissions)} submission(s) of {args.id} with {job.jobs} job(s)"
               + (", each slot's sandboxes forked from a server that imported torch once" if job.fork_server else "")
               + (", each slot's next sandbox started ahead" if job.warm else "") + "; "
@@ -312,12 +315,13 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("submissions", nargs="+", help=".ipynb files, otter export .zip files, or folders")
     grade.add_argument("--out", default=None, help="output folder (default: results/<id>)")
     grade.add_argument("--jobs", type=int, default=None, help="submissions graded in parallel (default: cores)")
-    grade.add_argument("--fork-server", action="store_true",
-                       help="fork each slot's sandboxes from one that imported torch once, instead of starting "
-                            "each from scratch (replaces the warm start)")
+    grade.add_argument("--fork-server", action=argparse.BooleanOptionalAction, default=None,
+                       help="fork each slot's sandboxes from one that imported torch once (the default); "
+                            "--no-fork-server starts each from scratch, the next one ahead while a slot "
+                            "grades when there are fewer jobs than cores (a warm start)")
     grade.add_argument("--no-warm-start", action="store_true",
-                       help="start each sandbox only when its submission's turn comes (by default, with fewer "
-                            "jobs than cores, each slot starts its next sandbox while it grades)")
+                       help="start every sandbox from scratch only when its submission's turn comes: no fork "
+                            "server, no warm start")
     grade.add_argument("--force", action="store_true", help="regrade even unchanged, already graded submissions")
     grade.add_argument("--reuse", action="store_true",
                        help="recompute verdicts from stored probe data (after a threshold or points change) "

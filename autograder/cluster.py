@@ -61,10 +61,12 @@ def connect(address: str):
 # -- on a worker --------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def worker_job(aid: str, use_bwrap: bool, allow_unisolated: bool, jobs: int):
-    """The worker's own GradingJob for `aid`, from its own checkout (made once per worker process)."""
+    """The worker's own GradingJob for `aid`, from its own checkout (made once per worker process).
+    Each task starts its sandbox cold: a task is one submission, with no slot of its own to serve."""
     from .grade import make_job
 
-    return make_job(aid, load_config(), jobs=jobs, use_bwrap=use_bwrap, allow_unisolated=allow_unisolated)
+    return make_job(aid, load_config(), jobs=jobs, use_bwrap=use_bwrap, allow_unisolated=allow_unisolated,
+                    warm=False)
 
 
 def _worker_threads(worker=None) -> int:

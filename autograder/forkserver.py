@@ -20,11 +20,15 @@ would begin its `init`. What each submission gets is what a cold start gives it:
 Anything unexpected (no answer, an error, a server the submission killed) closes the whole
 slot sandbox, and the next submission starts a new server: a fault fails closed.
 
+`grade` starts its sandboxes this way unless told `--no-fork-server` (then warm or cold, warm.py) or
+`--no-warm-start` (all cold). GPU devices and a Dask cluster's workers always start cold.
+
 Contract (the same as `warm.WarmSlots`, so `grade` uses either):
   - `take(slot, torch)` returns a sandbox for the slot's next submission, its shell ready and torch
     imported and seeded (whether or not the notebook uses it: it costs nothing here), or None (a
     GPU device, a server that could not start): the caller then starts one cold, so a host that
-    cannot start a sandbox fails there, as before.
+    cannot start a sandbox fails there, as before. A slot whose server could not start stays cold
+    for the rest of the batch; one whose server was closed after a fault starts a new one.
   - `prepare`, `starting`: nothing to do ahead of time.
   - `close()` closes every slot's server; after Ctrl-C too.
 """
@@ -170,6 +174,9 @@ class ForkServers:
         self._open_child = open_child    # (slot, server) -> a forked sandbox, its shell started
         self._usable = usable            # False for GPU devices: their cgroups are per sandbox
         self._servers: dict[int, SlotServer] = {}
+        # A server that could not start will not start for the next submission either (the host
+        # lacks something): that slot then starts its sandboxes cold, without waiting for another.
+        self._cold: set[int] = set()
         self._lock = threading.Lock()
         self._closed = False  # after Ctrl-C a grading thread may still ask: it starts no server then
 
@@ -180,7 +187,7 @@ class ForkServers:
         pass
 
     def take(self, slot: int, torch: bool) -> Sandbox | None:
-        if not self._usable or self._closed:
+        if not self._usable or self._closed or slot in self._cold:
             return None
         server = self._server(slot)
         if server is None:
@@ -202,6 +209,8 @@ class ForkServers:
             server.start()
         except Exception:  # noqa: BLE001 - a cold start follows and reports its own failure
             server.close()
+            with self._lock:
+                self._cold.add(slot)
             return None
         with self._lock:
             if not self._closed:

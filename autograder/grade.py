@@ -675,11 +675,16 @@ def grader_error(job: GradingJob, submission: Submission, message: str) -> Submi
 
 
 def make_job(aid: str, config: GradingConfig, jobs: int | None = None, use_bwrap: bool = True,
-             allow_unisolated: bool = False, warm: bool | None = None, fork_server: bool = False) -> GradingJob:
-    """The job for grading `aid`. `warm` None: warm-start when a core is left for it (fewer jobs
-    than cores); with every core grading, starting ahead only competes with the notebooks.
-    `fork_server` forks each slot's sandboxes from one that imported torch once, instead of both."""
+             allow_unisolated: bool = False, warm: bool | None = None,
+             fork_server: bool | None = None) -> GradingJob:
+    """The job for grading `aid`, and how its sandboxes start:
+      - by default (both None), forked from each slot's fork server, which imported torch once;
+      - `fork_server=False`: started ahead (warm) when a core is left for it (fewer jobs than cores),
+        since with every core grading, starting ahead only competes with the notebooks; else cold;
+      - `warm=True`: started ahead; `warm=False`: every sandbox from scratch when its turn comes."""
     jobs = jobs or config.defaults.jobs or usable_cores()
+    if fork_server is None:
+        fork_server = warm is None
     if warm is None:
         warm = jobs < usable_cores()
     return GradingJob(aid, config, detect_layers(use_bwrap), REPO_ROOT / "datasets", jobs, allow_unisolated,

@@ -42,7 +42,7 @@ def main() -> None:
         tmp = Path(tmp)
         distinct_copies(aid, args.n, tmp / "copies")
         submissions = discover([tmp / "copies"])
-        job = make_job(aid, config, jobs=args.threads)
+        job = make_job(aid, config, jobs=args.threads, warm=False)  # cold, as a worker's tasks start
 
         start = time.monotonic()
         local = grade_batch(job, submissions, tmp / "local", force=True, progress=False)

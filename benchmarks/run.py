@@ -5,8 +5,9 @@
 
 For each assignment it makes N distinct copies of the canned submissions (a comment differs, so
 no result cache applies), then times, in one run on one machine:
-  - this grader at --jobs 1 and at --jobs = cores (every sandbox layer stays on; the warm start
-    as `grade` chooses it, or with `--fork-server` each slot's sandboxes forked from one server);
+  - this grader at --jobs 1 and at --jobs = cores (every sandbox layer stays on; sandboxes start
+    as `grade` starts them: forked from each slot's fork server, or with `--no-fork-server` warm
+    when a core is left for it, else cold);
     the runs' statuses and scores must agree; with `--cold`, both once more with every sandbox
     started from scratch, to compare in the same run;
   - `otter run` over the first `--otter-n` copies, one after the other, with the same bundle;
@@ -63,7 +64,7 @@ def distinct_copies(aid: str, n: int, folder: Path, only: list[str] | None = Non
 
 
 def time_ours(aid: str, config, folder: Path, jobs: int, out: Path, cold: bool = False,
-              fork_server: bool = False) -> tuple[float, list]:
+              fork_server: bool | None = None) -> tuple[float, list]:
     """Seconds to grade the folder, and the results; `cold`: every sandbox started from scratch
     (no fork server, no warm start)."""
     job = (make_job(aid, config, jobs=jobs, warm=False) if cold
@@ -129,8 +130,9 @@ def main() -> None:
     parser.add_argument("--otter-n", type=int, default=10, help="how many of them otter runs (default 10)")
     parser.add_argument("--assignments", nargs="*", help="default: every assignment with canned submissions")
     parser.add_argument("--out", default=None, help="write the Markdown table here as well")
-    parser.add_argument("--fork-server", action="store_true",
-                        help="grade with `grade --fork-server` (each slot's sandboxes forked from one server)")
+    parser.add_argument("--no-fork-server", dest="fork_server", action="store_false", default=None,
+                        help="grade with `grade --no-fork-server` (no fork server; the warm start when a core "
+                             "is left for it)")
     parser.add_argument("--cold", action="store_true",
                         help="also time both --jobs values with every sandbox started from scratch (no fork "
                              "server, no warm start)")

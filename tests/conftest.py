@@ -130,6 +130,14 @@ def _snapshot() -> dict:
     return {"git": status, "home": home, "shared": shared}
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--start-modes", default="forked,warm",
+        help="how the adversarial corpus starts its sandboxes: forked, warm or both (comma-separated; "
+             "default both). The corpus is graded with the first, the cases that follow another with "
+             "each. CI's runs with fewer sandbox layers take one each.")
+
+
 def pytest_configure(config):
     """Give the suite its own temporary root and home, then record what the host looks like."""
     if hasattr(config, "workerinput") or _GUARD:

@@ -2,9 +2,11 @@
 its honest part earns, leaves nothing on the host and no process alive, and the clean solution in
 the same batch still gets full marks. Hostile writes aim at a decoy repository, never at the checkout.
 
-The corpus runs under whichever layers this machine offers; the cases that follow another are
-graded both warm-started and forked from one fork server (`grade --fork-server`). CI runs it again
-with bubblewrap off (Landlock alone) and with both off (the uid layer alone, as root)."""
+The corpus runs under whichever layers this machine offers, forked from each slot's fork server
+(grade's default); the cases that follow another are graded both forked and warm-started.
+`--start-modes warm` grades it all warm-started (`forked`: all forked): CI runs it again so with
+bubblewrap off (Landlock alone, forked), as an unprivileged user (warm) and with both off (the uid
+layer alone, as root, warm)."""
 from __future__ import annotations
 
 import copy
@@ -154,8 +156,18 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def start_modes(request) -> list[str]:
+    """The sandbox starts the corpus is graded with (`--start-modes`): the corpus with the first,
+    the pairs with each."""
+    modes = [mode.strip() for mode in request.config.getoption("start_modes").split(",") if mode.strip()]
+    unknown = sorted(set(modes) - {"warm", "forked"})
+    if unknown or not modes:
+        raise pytest.UsageError(f"--start-modes takes forked, warm or both, not {unknown or 'nothing'}")
+    return modes
+
+
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, raw_config):
+def corpus(request, tmp_path_factory, raw_config):
     folder = tmp_path_factory.mktemp("corpus")
     out = tmp_path_factory.mktemp("corpus-results")
     decoy = decoy_repository(tmp_path_factory.mktemp("decoy-repository"))
@@ -173,9 +185,10 @@ def corpus(tmp_path_factory, raw_config):
     sandboxes_before = set(Path(tempfile.gettempdir()).glob(f"nn4e-sandbox-{os.getpid()}-*"))
     free = FreeSpace(Path(tempfile.gettempdir()))
     try:
-        # Warm: each slot's next sandbox starts while the slot grades a hostile notebook.
-        results = [r.to_json() for r in grade_batch(make_job("spiral", config, jobs=2, warm=True),
-                                                    discover([folder]), out, progress=False)]
+        # Forked: each slot's fork server outlives its hostile notebooks. Warm: each slot's next
+        # sandbox starts while the slot grades a hostile notebook.
+        job = make_job("spiral", config, jobs=2, warm=True, fork_server=start_modes(request)[0] == "forked")
+        results = [r.to_json() for r in grade_batch(job, discover([folder]), out, progress=False)]
     finally:
         server.close()
         free.stop()
@@ -211,12 +224,13 @@ def grade_after(name: str, job, folder: Path, out: Path, decoy: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def sequences(tmp_path_factory, raw_config):
+def sequences(request, tmp_path_factory, raw_config):
     """Each case with `after: other` graded in one slot right after `other`, twice: with the warm
     start (the case's own sandbox started while the other still ran) and forked from the same fork
-    server as the other (`grade --fork-server`)."""
+    server as the other (grade's default). `--start-modes` may choose one of the two."""
     after_cases = [name for name, case in CASES.items() if "after" in case]
-    runs = {"warm": {}, "forked": {}}
+    modes = start_modes(request)
+    runs = {mode: {} for mode in modes}
     taken, forked, servers_started = [], [], []
     warm_take, fork_take, server_start = WarmSlots.take, ForkServers.take, SlotServer.start
 
@@ -234,9 +248,8 @@ def sequences(tmp_path_factory, raw_config):
         servers_started.append(self)
         return server_start(self)
 
-    jobs = {"warm": make_job("spiral", config_with(raw_config), jobs=1, warm=True),
-            "forked": make_job("spiral", config_with(raw_config), jobs=1, fork_server=True)}
-    for mode, job in jobs.items():
+    for mode in modes:
+        job = make_job("spiral", config_with(raw_config), jobs=1, warm=True, fork_server=mode == "forked")
         for name in after_cases:
             with mock.patch.object(WarmSlots, "take", take), mock.patch.object(ForkServers, "take", take_forked), \
                     mock.patch.object(SlotServer, "start", start):
@@ -249,7 +262,13 @@ def sequences(tmp_path_factory, raw_config):
 
 def test_the_next_submission_ran_in_a_sandbox_started_beside_the_daemon(sequences):
     """Check that the submissions graded after another ran in warm sandboxes, started while the other ran"""
+    if "warm" not in sequences["results"]:
+        pytest.skip("--start-modes leaves out the warm start")
     assert sequences["taken"] and all(sequences["taken"][1::2]), sequences["taken"]
+
+
+def test_no_daemon_outlives_the_sequences(sequences):
+    """Check that no process and no planted file of the lingering daemon is left once the pairs ran"""
     assert sequences["survivors"] == [] and sandbox_processes() == []
     assert lingering_files() == []
 
@@ -257,6 +276,8 @@ def test_the_next_submission_ran_in_a_sandbox_started_beside_the_daemon(sequence
 def test_the_next_submission_was_forked_by_the_daemon_s_own_server(sequences):
     """Check that each pair was forked from one fork server, which the daemon could not stop: the
     case after it got a child of the very server the daemon's submission came from"""
+    if "forked" not in sequences["results"]:
+        pytest.skip("--start-modes leaves out the fork server")
     assert sequences["forked"] and all(sequences["forked"]), sequences["forked"]
     if LAYERS.landlock >= 6 or LAYERS.unprivileged_user:  # the daemon cannot signal the server
         assert sequences["servers_started"] == sequences["pairs"]
@@ -273,7 +294,7 @@ def test_case_earns_only_its_honest_points(corpus, sequences, name):
             first, then = runs[name][f"1-{case['after']}"], runs[name][f"2-{name}"]
             assert first["status"] == "ok" and honest_points(first) == CASES[case["after"]]["points"], (mode, first)
             assert then["status"] == case.get("status", "ok") and honest_points(then) == case["points"], (mode, then)
-        result = sequences["results"]["forked"][name][f"2-{name}"]
+        result = runs[name][f"2-{name}"]
     elif name not in runnable_cases():
         pytest.skip(DEFENCES[case["needs"]][1])
     else:

@@ -72,14 +72,47 @@ def server_pid(box) -> int:
     return int(run(box, "import os; print(os.getppid())"))
 
 
-def test_the_fork_server_replaces_the_warm_start_when_asked_for(config):
-    """Check that grading forks from a server only when asked (`grade --fork-server`), and that it
-    then replaces the warm start"""
+def test_grading_forks_from_a_server_unless_told_otherwise(config):
+    """Check that grading forks each slot's sandboxes from a server by default, and that
+    `--no-fork-server` (warm when a core is left) and `--no-warm-start` (all cold) turn it off"""
     default = make_job("spiral", config, jobs=1)
-    assert not default.fork_server and default.warm == (1 < usable_cores())
-    forked = make_job("spiral", config, jobs=1, fork_server=True)
-    assert forked.fork_server and not forked.warm
-    assert isinstance(starter(forked, 1), forkserver.ForkServers)
+    assert default.fork_server and not default.warm
+    assert isinstance(starter(default, 1), forkserver.ForkServers)
+    unforked = make_job("spiral", config, jobs=1, fork_server=False)
+    assert not unforked.fork_server and unforked.warm == (1 < usable_cores())
+    cold = make_job("spiral", config, jobs=1, warm=False)
+    assert not cold.fork_server and not cold.warm and starter(cold, 1) is None
+    warm = make_job("spiral", config, jobs=1, warm=True)
+    assert not warm.fork_server and warm.warm
+
+
+def test_fork_server_and_no_warm_start_are_refused_together(tmp_path, capsys):
+    """Check that the two contradicting flags stop `grade` before anything is graded"""
+    from autograder.cli import main
+
+    code = main(["grade", "spiral", str(tmp_path), "--out", str(tmp_path / "out"), "--fork-server",
+                 "--no-warm-start"])
+    assert code == 2 and "contradict" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_slot_whose_server_cannot_start_stays_cold(job, monkeypatch):
+    """Check that a server that fails to start is not tried again for every submission: the slot
+    starts its sandboxes cold (take gives None) for the rest of the batch, and other slots still try"""
+    attempts = []
+
+    def fails(self):
+        attempts.append(self)
+        raise forkserver.SandboxBroken("no server here")
+
+    monkeypatch.setattr(forkserver.SlotServer, "start", fails)
+    servers = starter(job, 10)
+    try:
+        assert servers.take(0, True) is None and servers.take(0, True) is None
+        assert len(attempts) == 1
+        assert servers.take(1, True) is None and len(attempts) == 2
+    finally:
+        servers.close()
 
 
 def test_each_submission_is_a_fresh_child_with_nothing_of_the_last(servers, job):
