@@ -150,7 +150,7 @@ def test_byte_different_copies_get_identical_results(graded, config, tmp_path, a
             {q: (row["points"], [c["message"] for c in row["checks"]]) for q, row in original["questions"].items()}
 
 
-@pytest.mark.parametrize("aid", ["autograd", "perceptron-xor"])
+@pytest.mark.parametrize("aid", ["autograd", "spiral"])
 def test_a_dask_cluster_grades_exactly_as_the_local_run(graded, config, dask_cluster, tmp_path, aid):
     """Check that every canned submission graded on a two-worker LocalCluster gets the local run's
     result (status, points, checks, feedback, messages) and the same hand-graded answers"""
