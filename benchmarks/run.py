@@ -44,13 +44,32 @@ from autograder.submissions import discover  # noqa: E402
 CANNED = ROOT / "tests" / "submissions"
 
 
-def distinct_copies(aid: str, n: int, folder: Path, only: list[str] | None = None) -> list[Path]:
-    """N notebooks cycling through the canned submissions (or the `only` ones), each made byte-distinct."""
+def canned_sources(aid: str, only: list[str] | None = None) -> list[Path]:
+    """The canned notebooks the copies cycle through, in order (or the `only` ones)."""
     sources = sorted(CANNED / aid / name for name in only) if only else sorted((CANNED / aid).glob("*.ipynb"))
     missing = [path.name for path in sources if not path.is_file()]
     if missing:
         raise SystemExit(f"error: {aid} has no canned {', '.join(missing)} in {CANNED / aid}; "
                          "name files of that folder with --only")
+    return sources
+
+
+def check_solution_copied(aid: str, n: int, only: list[str] | None = None) -> None:
+    """Stop before timing anything if the N copies would hold no solution, whose seconds the
+    overhead ratio needs."""
+    names = [path.name for path in canned_sources(aid, only)]
+    if "solution.ipynb" not in names:
+        raise SystemExit(f"error: --only leaves out {aid}'s solution.ipynb, whose seconds the overhead ratio "
+                         "needs; add it")
+    needed = names.index("solution.ipynb") + 1
+    if n < needed:
+        raise SystemExit(f"error: the first {n} copies of {aid} hold no solution.ipynb (it is canned notebook "
+                         f"{needed} of {len(names)}), whose seconds the overhead ratio needs: use --n {needed} or more")
+
+
+def distinct_copies(aid: str, n: int, folder: Path, only: list[str] | None = None) -> list[Path]:
+    """N notebooks cycling through the canned submissions (or the `only` ones), each made byte-distinct."""
+    sources = canned_sources(aid, only)
     folder.mkdir(parents=True)
     paths = []
     for i in range(n):
@@ -142,6 +161,8 @@ def main() -> None:
     config = load_config()
     aids = args.assignments or [a for a in config.assignments if (CANNED / a).is_dir()]
     cores = os.cpu_count() or 1
+    for aid in aids:
+        check_solution_copied(aid, args.n, args.only)
     rows = []
     with tempfile.TemporaryDirectory(prefix="nn4e-bench-") as tmp:
         work = Path(tmp)
