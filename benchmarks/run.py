@@ -9,7 +9,8 @@ no result cache applies), then times, in one run on one machine:
     as `grade` starts them: forked from each slot's fork server, or with `--no-fork-server` warm
     when a core is left for it, else cold);
     the runs' statuses and scores must agree; with `--cold`, both once more with every sandbox
-    started from scratch, to compare in the same run;
+    started from scratch, to compare in the same run (and with `--repeat K`, --jobs = cores K times
+    each way, alternating, reported as medians);
   - `otter run` over the first `--otter-n` copies, one after the other, with the same bundle;
   - the floor: the solution's code executed once in a warm Python process (no kernel, no sandbox,
     no grading).
@@ -155,12 +156,17 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true",
                         help="also time both --jobs values with every sandbox started from scratch (no fork "
                              "server, no warm start)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="K",
+                        help="with --cold: time --jobs = cores K times each way, alternating which goes first, "
+                             "and report the medians (this machine's run-to-run noise can exceed the effect)")
     parser.add_argument("--only", nargs="*", metavar="FILE",
                         help="copy only these canned notebooks (e.g. solution.ipynb) instead of all of them")
     args = parser.parse_args()
     config = load_config()
     aids = args.assignments or [a for a in config.assignments if (CANNED / a).is_dir()]
     cores = os.cpu_count() or 1
+    if args.repeat < 1 or (args.repeat > 1 and not args.cold):
+        raise SystemExit("error: --repeat takes a count of at least 1, and repeats only with --cold")
     for aid in aids:
         check_solution_copied(aid, args.n, args.only)
     rows = []
@@ -183,6 +189,9 @@ def main() -> None:
                 cold = {"ours_1_cold_per_min": 60 * args.n / t_cold, "ours_n_cold_per_min": 60 * args.n / tn_cold,
                         "cold_solution_s": statistics.fmean(cold_seconds),
                         "scores_agree_cold": scores(results_cold) == scores(results1) == scores(results_n_cold)}
+                if args.repeat > 1:
+                    cold.update(repeated(aid, config, folder, cores, work / aid, args.repeat, args.fork_server,
+                                         first=(tn, tn_cold), agree=scores(results1)))
             peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             otter_n = min(args.otter_n, len(paths))
             otter_per = time_otter(aid, paths[:otter_n], work / aid) / otter_n if otter_n else None
@@ -195,7 +204,8 @@ def main() -> None:
                 "overhead_ratio": statistics.fmean(solution_seconds) / floor, "floor_s": floor,
                 "solution_s": statistics.fmean(solution_seconds), "ours_1_s_per_sub": t1 / args.n,
                 "peak_worker_mb": peak_mb,
-                "scores_agree": scores(results1) == scores(results_n) and cold.get("scores_agree_cold", True),
+                "scores_agree": scores(results1) == scores(results_n) and cold.get("scores_agree_cold", True)
+                and cold.get("scores_agree_repeated", True),
                 **cold,
             })
             if cold:
@@ -208,6 +218,25 @@ def main() -> None:
     print(table)
     if args.out:
         Path(args.out).write_text(table)
+
+
+def repeated(aid: str, config, folder: Path, cores: int, work: Path, repeat: int, fork_server: bool | None,
+             first: tuple[float, float], agree: dict) -> dict:
+    """Time --jobs = cores `repeat` times each way in all (the first pair already timed), alternating
+    which start goes first in each pair: per-run throughputs and their medians."""
+    seconds = {"default": [first[0]], "cold": [first[1]]}
+    same = True
+    for round_ in range(1, repeat):
+        for way in (("cold", "default") if round_ % 2 else ("default", "cold")):
+            took, results = time_ours(aid, config, folder, cores, work / f"repeat-{round_}-{way}",
+                                      cold=way == "cold", fork_server=fork_server)
+            seconds[way].append(took)
+            same = same and scores(results) == agree
+    n = len(agree)
+    runs = {way: [60 * n / t for t in times] for way, times in seconds.items()}
+    return {"ours_n_runs_per_min": runs["default"], "ours_n_cold_runs_per_min": runs["cold"],
+            "ours_n_median_per_min": statistics.median(runs["default"]),
+            "ours_n_cold_median_per_min": statistics.median(runs["cold"]), "scores_agree_repeated": same}
 
 
 def render(rows: list[dict], cores: int, argv: str) -> str:
@@ -233,6 +262,21 @@ def render(rows: list[dict], cores: int, argv: str) -> str:
                   + (f"{r['ratio_vs_otter_cold']:.2f}x" if "ratio_vs_otter_cold" in r else "-")
                   + f" | {r['cold_solution_s']:.1f} | {r['overhead_ratio_cold']:.2f} |"
                   for r in rows if "ours_1_cold_per_min" in r]
+    if any("ours_n_runs_per_min" in r for r in rows):
+        lines += ["", "At --jobs %d, each start timed K times, alternating which went first (`--repeat`):" % cores,
+                  "", "| assignment | subs/min, each run | cold subs/min, each run | median | cold median | "
+                  "median ratio vs otter | cold median ratio vs otter | scores agree |",
+                  "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
+        for r in rows:
+            if "ours_n_runs_per_min" not in r:
+                continue
+            otter = r["otter_per_min"]
+            lines.append(f"| {r['assignment']} | {', '.join(f'{v:.1f}' for v in r['ours_n_runs_per_min'])} | "
+                         f"{', '.join(f'{v:.1f}' for v in r['ours_n_cold_runs_per_min'])} | "
+                         f"{r['ours_n_median_per_min']:.1f} | {r['ours_n_cold_median_per_min']:.1f} | "
+                         + (f"{r['ours_n_median_per_min'] / otter:.2f}x | {r['ours_n_cold_median_per_min'] / otter:.2f}x"
+                            if otter else "- | -")
+                         + f" | {'yes' if r['scores_agree_repeated'] else 'NO'} |")
     header = (f"Command: `python benchmarks/run.py {argv}`  \n"
               f"Machine: {platform.machine()}, {cores} cores, Python {platform.python_version()}, "
               f"{platform.system()} {platform.release()}\n\n")
