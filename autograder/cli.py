@@ -185,7 +185,7 @@ def _grade_submissions(args, config, submissions, engine) -> int:
     else:
         job = make_job(args.id, config, jobs=args.jobs, use_bwrap=not args.no_bwrap,
                        allow_unisolated=args.allow_unisolated, warm=False if args.no_warm_start else None,
-                       fork_server=False if args.no_warm_start else args.fork_server)
+                       fork_server=args.fork_server)  # warm=False alone already means no fork server
         print(f"grading {len(submissions)} submission(s) of {args.id} with {job.jobs} job(s)"
               + (", each slot's sandboxes forked from a server that imported torch once" if job.fork_server else "")
               + (", each slot's next sandbox started ahead" if job.warm else "") + "; "
