@@ -190,8 +190,8 @@ def main() -> None:
                         "cold_solution_s": statistics.fmean(cold_seconds),
                         "scores_agree_cold": scores(results_cold) == scores(results1) == scores(results_n_cold)}
                 if args.repeat > 1:
-                    cold.update(repeated(aid, config, folder, cores, work / aid, args.repeat, args.fork_server,
-                                         first=(tn, tn_cold), agree=scores(results1)))
+                    cold.update(repeated(aid, config, folder, args.n, cores, work / aid, args.repeat,
+                                         args.fork_server, first=(tn, tn_cold), agree=scores(results1)))
             peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             otter_n = min(args.otter_n, len(paths))
             otter_per = time_otter(aid, paths[:otter_n], work / aid) / otter_n if otter_n else None
@@ -220,8 +220,8 @@ def main() -> None:
         Path(args.out).write_text(table)
 
 
-def repeated(aid: str, config, folder: Path, cores: int, work: Path, repeat: int, fork_server: bool | None,
-             first: tuple[float, float], agree: dict) -> dict:
+def repeated(aid: str, config, folder: Path, n: int, cores: int, work: Path, repeat: int,
+             fork_server: bool | None, first: tuple[float, float], agree: dict) -> dict:
     """Time --jobs = cores `repeat` times each way in all (the first pair already timed), alternating
     which start goes first in each pair: per-run throughputs and their medians."""
     seconds = {"default": [first[0]], "cold": [first[1]]}
@@ -232,7 +232,6 @@ def repeated(aid: str, config, folder: Path, cores: int, work: Path, repeat: int
                                       cold=way == "cold", fork_server=fork_server)
             seconds[way].append(took)
             same = same and scores(results) == agree
-    n = len(agree)
     runs = {way: [60 * n / t for t in times] for way, times in seconds.items()}
     return {"ours_n_runs_per_min": runs["default"], "ours_n_cold_runs_per_min": runs["cold"],
             "ours_n_median_per_min": statistics.median(runs["default"]),
