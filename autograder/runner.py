@@ -10,10 +10,10 @@ file descriptor that was stdout at start-up. Student output goes to a bounded bu
 printing hundreds of megabytes cannot fill a pipe or a disk.
 
 With `--fork-server FD` this process is instead one grading slot's fork server (`ForkServer`):
-it imports torch (running no op) and then, on the same line protocol, forks one child per
-submission. The child takes the stdin, stdout and stderr the grader sends over the socket on FD,
-leaves everything of the server behind and becomes an ordinary runner, exactly as a cold start's
-would be at this point. The server never runs student code.
+it imports torch and torch's compiler front end (running no op) and then, on the same line
+protocol, forks one child per submission. The child takes the stdin, stdout and stderr the grader
+sends over the socket on FD, leaves everything of the server behind and becomes an ordinary runner,
+exactly as a cold start's would be at this point. The server never runs student code.
 """
 from __future__ import annotations
 
@@ -276,6 +276,7 @@ class ForkServer:
         self.status = None
         import numpy  # noqa: F401 - imported once here, so no child pays for it
         import torch  # noqa: F401 - no op runs here: torch's thread pools start in each child
+        _import_torch_compiler()
         from IPython.core import interactiveshell  # noqa: F401
         from traitlets import config  # noqa: F401
 
@@ -383,6 +384,25 @@ class ForkServer:
                     remove(ident, 0, _IPC_RMID)   # semctl(semid, semnum, cmd)
                 else:
                     remove(ident, _IPC_RMID, None)  # shmctl/msgctl(id, cmd, buf)
+
+
+def _import_torch_compiler() -> None:
+    """Import torch's compiler front end (torch._dynamo) in the server, running nothing.
+
+    torch.optim imports it when a notebook makes its first optimizer, and every torch assignment
+    makes one: that import took about 1.9 s of each submission, now once per slot. The import also
+    makes the compiler's cache folder (under $TMPDIR unless TORCHINDUCTOR_CACHE_DIR names one) and
+    records it in the environment; a throwaway folder takes it, so the server leaves nothing in the
+    /tmp its children get. A child finds its cache folder from its own environment when it
+    compiles (torch looks it up on each use), as a cold start's runner does.
+    """
+    scratch = tempfile.mkdtemp(prefix="torch-import-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = scratch
+    try:
+        import torch._dynamo  # noqa: F401
+    finally:
+        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _receive_fds(channel: socket.socket, count: int) -> list[int]:

@@ -7,6 +7,7 @@ submission forked from the daemon's own server.
 """
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import time
@@ -189,6 +190,33 @@ def test_a_forked_child_has_its_limits_and_torch_ready(servers, job):
     import torch
     torch.manual_seed(job.config.defaults.seed)
     assert float(number) == pytest.approx(torch.rand(1).item(), abs=0)
+
+
+def test_a_forked_child_has_torch_s_compiler_imported_and_its_own_cache_folder(servers):
+    """Check that torch.optim's first optimizer finds torch._dynamo imported (the server's, so no
+    submission pays the import), that the server's import left nothing in the child's $TMPDIR, and
+    that the compiler's cache folder comes from the child's own environment, as in a cold start."""
+    box = servers.take(0, True)
+    try:
+        already, listing, environ = run(box, (
+            "import os, sys\n"
+            "already = 'torch._dynamo' in sys.modules\n"
+            "listing = sorted(os.listdir(os.environ['TMPDIR']))\n"
+            "environ = os.environ.get('TORCHINDUCTOR_CACHE_DIR', '-')\n"
+            "print(already, listing, environ, sep='|')")).split("|")
+        cache = run(box, "import torch, torch._dynamo.package as p\n"
+                         "torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)\n"
+                         "print(p.DynamoCache.path_prefix())")
+        tmpdir = run(box, "import os; print(os.environ['TMPDIR'])")
+    finally:
+        box.close()
+    assert already == "True"
+    # The child's own shell start may put things there (as a cold start's does); the server's
+    # compiler import must not have.
+    left = [name for name in ast.literal_eval(listing) if name.startswith(("torchinductor", "torch-import-"))]
+    assert left == []
+    assert environ == "-"
+    assert cache.startswith(tmpdir + os.sep)
 
 
 def test_a_server_that_stops_answering_is_replaced(servers, monkeypatch):
