@@ -11,11 +11,16 @@ no result cache applies), then times, in one run on one machine:
     the runs' statuses and scores must agree; with `--cold`, both once more with every sandbox
     started from scratch, to compare in the same run (and with `--repeat K`, --jobs = cores K times
     each way, alternating, reported as medians);
-  - `otter run` over the first `--otter-n` copies, one after the other, with the same bundle;
-  - the floor: the solution's code executed once in a warm Python process (no kernel, no sandbox,
-    no grading).
+  - `otter run` over `--otter-n` of the copies spread evenly over them, one after the other, with
+    the same bundle;
+  - the floor: a notebook's code executed in a warm Python process (torch and its compiler front
+    end imported; no kernel, no sandbox, no grading), the median of `--floor-repeat` runs: the
+    solution's, and each notebook otter ran.
 It reports throughput, the ratio against otter, the overhead ratio (seconds per solution copy at
---jobs 1 over the floor), peak memory per worker, and whether scores agree across --jobs values.
+--jobs 1 over the solution's floor), peak memory per worker, whether scores agree across --jobs
+values, and the bound: the ratio against otter that a grader with no overhead at all would reach at
+--jobs = cores (otter's seconds over the floors of the same notebooks, times the cores). Where the
+notebooks' own compute is most of otter's time, no grader can go past that bound.
 `--only solution.ipynb` copies the solution alone, and `--otter-n 0` leaves otter out: run in two
 checkouts one after the other, that compares what a change costs each solution.
 """
@@ -113,35 +118,57 @@ FLOOR_SCRIPT = """
 import json, sys, time
 cells = json.load(open(sys.argv[1]))
 import torch  # the floor is measured warm: imports happen before the clock starts
+import torch._dynamo  # torch.optim imports it at a notebook's first optimizer (the fork server has it)
 import matplotlib
 matplotlib.use("Agg")
 start = time.monotonic()
 namespace = {"__name__": "__main__"}
 for source in cells:
-    exec(compile(source, "<cell>", "exec"), namespace)
+    try:  # the grader runs every cell of a notebook whatever the one before raised: so does the floor
+        exec(compile(source, "<cell>", "exec"), namespace)
+    except Exception:
+        pass
 print(time.monotonic() - start)
 """
 
 
-def floor_seconds(aid: str, work: Path) -> float:
-    """Seconds to run the solution's code once in a warm process, with no grading at all."""
-    notebook = json.loads((CANNED / aid / "solution.ipynb").read_text())
+def floor_seconds(notebook_path: Path, work: Path, repeat: int = 1) -> float:
+    """Seconds to run a notebook's code in a warm process, with no grading at all: the median of
+    `repeat` runs, each in a new process (one run varied by a third from day to day here)."""
+    notebook = json.loads(notebook_path.read_text())
     cells = []
     for cell in notebook["cells"]:
         source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         if cell["cell_type"] != "code" or "otter" in source or "grader." in source:
             continue
         cells.append("\n".join(line for line in source.splitlines() if not line.lstrip().startswith("%")))
+    aid = notebook_path.parent.name
     cells_path = work / f"{aid}-cells.json"
     cells_path.write_text(json.dumps(cells))
-    run_dir = work / f"floor-{aid}" / "assignments" / aid
-    run_dir.mkdir(parents=True)
-    (work / f"floor-{aid}" / "datasets").symlink_to(ROOT / "datasets")
-    done = subprocess.run([sys.executable, "-c", FLOOR_SCRIPT, str(cells_path)], capture_output=True,
-                          text=True, cwd=run_dir, env={**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"})
-    if done.returncode != 0:
-        raise RuntimeError(f"floor run of {aid} failed: {done.stderr[-500:]}")
-    return float(done.stdout.strip().splitlines()[-1])
+    runs = []
+    for _ in range(repeat):
+        # A fresh working folder for each run, beside a datasets link, as the notebook expects.
+        base = Path(tempfile.mkdtemp(prefix="floor-", dir=work))
+        run_dir = base / "assignments" / aid
+        run_dir.mkdir(parents=True)
+        (base / "datasets").symlink_to(ROOT / "datasets")
+        # torch's compiler makes its cache folder at import: in that folder too, not in /tmp.
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "TORCHINDUCTOR_CACHE_DIR": str(base / "torch")}
+        done = subprocess.run([sys.executable, "-c", FLOOR_SCRIPT, str(cells_path)], capture_output=True,
+                              text=True, cwd=run_dir, env=env)
+        shutil.rmtree(base, ignore_errors=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"floor run of {notebook_path.name} failed: {done.stderr[-500:]}")
+        runs.append(float(done.stdout.strip().splitlines()[-1]))
+    return statistics.median(runs)
+
+
+def otter_sample(paths: list[Path], count: int) -> list[Path]:
+    """`count` of the copies, spread evenly over them: the canned notebooks are sorted by name, so
+    the first few would be a biased sample (a blank notebook costs both graders little)."""
+    if count >= len(paths):
+        return list(paths)
+    return [paths[i * len(paths) // count] for i in range(count)]
 
 
 def main() -> None:
@@ -159,6 +186,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, metavar="K",
                         help="with --cold: time --jobs = cores K times each way, alternating which goes first, "
                              "and report the medians (this machine's run-to-run noise can exceed the effect)")
+    parser.add_argument("--floor-repeat", type=int, default=3, metavar="K",
+                        help="time each floor K times, in new processes, and take the median (default 3)")
     parser.add_argument("--only", nargs="*", metavar="FILE",
                         help="copy only these canned notebooks (e.g. solution.ipynb) instead of all of them")
     args = parser.parse_args()
@@ -167,6 +196,8 @@ def main() -> None:
     cores = os.cpu_count() or 1
     if args.repeat < 1 or (args.repeat > 1 and not args.cold):
         raise SystemExit("error: --repeat takes a count of at least 1, and repeats only with --cold")
+    if args.floor_repeat < 1:
+        raise SystemExit("error: --floor-repeat takes a count of at least 1")
     for aid in aids:
         check_solution_copied(aid, args.n, args.only)
     rows = []
@@ -193,9 +224,22 @@ def main() -> None:
                     cold.update(repeated(aid, config, folder, args.n, cores, work / aid, args.repeat,
                                          args.fork_server, first=(tn, tn_cold), agree=scores(results1)))
             peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            otter_n = min(args.otter_n, len(paths))
-            otter_per = time_otter(aid, paths[:otter_n], work / aid) / otter_n if otter_n else None
-            floor = floor_seconds(aid, work)
+            sample = otter_sample(paths, min(args.otter_n, len(paths)))
+            otter_n = len(sample)
+            otter_per = time_otter(aid, sample, work / aid) / otter_n if otter_n else None
+            floor = floor_seconds(CANNED / aid / "solution.ipynb", work, args.floor_repeat)
+            bound = {}
+            if otter_per:
+                # What no grader can beat: otter's seconds over the code's own on the same notebooks,
+                # times the cores (zero overhead and perfect scaling at --jobs = cores).
+                floors: dict[str, float] = {}
+                for path in sample:
+                    name = path.name.split("-", 1)[1]  # the copy "007-idioms_1.ipynb" is canned idioms_1.ipynb
+                    if name not in floors:
+                        floors[name] = floor_seconds(CANNED / aid / name, work, args.floor_repeat)
+                sample_floor = statistics.fmean(floors[path.name.split("-", 1)[1]] for path in sample)
+                bound = {"sample_floor_s": sample_floor, "otter_s_per_sub": otter_per,
+                         "zero_overhead_bound": cores * otter_per / sample_floor}
             rows.append({
                 "assignment": aid, "n": args.n, "otter_n": otter_n,
                 "ours_1_per_min": 60 * args.n / t1, "ours_n_per_min": 60 * args.n / tn,
@@ -203,7 +247,7 @@ def main() -> None:
                 "ratio_vs_otter": (60 * args.n / tn) / (60 / otter_per) if otter_per else None,
                 "overhead_ratio": statistics.fmean(solution_seconds) / floor, "floor_s": floor,
                 "solution_s": statistics.fmean(solution_seconds), "ours_1_s_per_sub": t1 / args.n,
-                "peak_worker_mb": peak_mb,
+                "peak_worker_mb": peak_mb, **bound,
                 "scores_agree": scores(results1) == scores(results_n) and cold.get("scores_agree_cold", True)
                 and cold.get("scores_agree_repeated", True),
                 **cold,
@@ -276,6 +320,15 @@ def render(rows: list[dict], cores: int, argv: str) -> str:
                          + (f"{r['ours_n_median_per_min'] / otter:.2f}x | {r['ours_n_cold_median_per_min'] / otter:.2f}x"
                             if otter else "- | -")
                          + f" | {'yes' if r['scores_agree_repeated'] else 'NO'} |")
+    if any("zero_overhead_bound" in r for r in rows):
+        lines += ["", "The ratio a grader with no overhead at all would reach at --jobs %d (otter's seconds over "
+                  "the code's own on otter's notebooks, times the cores):" % cores,
+                  "", "| assignment | otter s/sub | floor s/sub, same notebooks | bound (--jobs %d) | "
+                  "measured ratio | share of the bound |" % cores,
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['assignment']} | {r['otter_s_per_sub']:.1f} | {r['sample_floor_s']:.1f} | "
+                  f"{r['zero_overhead_bound']:.2f}x | {r['ratio_vs_otter']:.2f}x | "
+                  f"{r['ratio_vs_otter'] / r['zero_overhead_bound']:.0%} |" for r in rows if "zero_overhead_bound" in r]
     header = (f"Command: `python benchmarks/run.py {argv}`  \n"
               f"Machine: {platform.machine()}, {cores} cores, Python {platform.python_version()}, "
               f"{platform.system()} {platform.release()}\n\n")
