@@ -17,8 +17,8 @@ no result cache applies), then times, in one run on one machine:
     end imported; no kernel, no sandbox, no grading), the median of `--floor-repeat` runs: the
     solution's, and each notebook otter ran.
 It reports throughput, the ratio against otter, the overhead ratio (the median seconds of the
-solution copies at --jobs 1 over the solution's floor), peak memory per worker, whether scores agree across --jobs
-values, and the bound: the ratio against otter that a grader with no overhead at all would reach at
+solution copies at --jobs 1 over the solution's floor), peak memory per worker, whether scores
+agree across --jobs values, and the bound: the ratio against otter that a grader with no overhead at all would reach at
 --jobs = cores (otter's seconds over the floors of the same notebooks, times the cores). Where the
 notebooks' own compute is most of otter's time, no grader can go past that bound.
 `--only solution.ipynb` copies the solution alone, and `--otter-n 0` leaves otter out: run in two
@@ -153,7 +153,8 @@ def floor_seconds(notebook_path: Path, work: Path, repeat: int = 1) -> float:
         run_dir.mkdir(parents=True)
         (base / "datasets").symlink_to(ROOT / "datasets")
         # torch's compiler makes its cache folder at import: in that folder too, not in /tmp.
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "TORCHINDUCTOR_CACHE_DIR": str(base / "torch")}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+               "TORCHINDUCTOR_CACHE_DIR": str(base / "torch")}
         done = subprocess.run([sys.executable, "-c", FLOOR_SCRIPT, str(cells_path)], capture_output=True,
                               text=True, cwd=run_dir, env=env)
         shutil.rmtree(base, ignore_errors=True)
@@ -234,12 +235,9 @@ def main() -> None:
             if otter_per:
                 # What no grader can beat: otter's seconds over the code's own on the same notebooks,
                 # times the cores (zero overhead and perfect scaling at --jobs = cores).
-                floors: dict[str, float] = {}
-                for path in sample:
-                    name = path.name.split("-", 1)[1]  # the copy "007-idioms_1.ipynb" is canned idioms_1.ipynb
-                    if name not in floors:
-                        floors[name] = floor_seconds(CANNED / aid / name, work, args.floor_repeat)
-                sample_floor = statistics.fmean(floors[path.name.split("-", 1)[1]] for path in sample)
+                names = [path.name.split("-", 1)[1] for path in sample]  # "007-idioms_1.ipynb": idioms_1.ipynb
+                floors = {name: floor_seconds(CANNED / aid / name, work, args.floor_repeat) for name in set(names)}
+                sample_floor = statistics.fmean(floors[name] for name in names)
                 bound = {"sample_floor_s": sample_floor, "otter_s_per_sub": otter_per,
                          "zero_overhead_bound": cores * otter_per / sample_floor}
             rows.append({
