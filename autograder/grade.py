@@ -6,6 +6,7 @@ before that point is still graded.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -563,13 +564,21 @@ def grade_batch(job: GradingJob, submissions: list[Submission], out: Path, force
         engine.check_workers(job)
         return _grade_batch(job, submissions, ResultStore(out, job.assignment, sheets), force, progress, reuse,
                             summary, engine)
-    private = [out, *{s.path.parent for s in submissions}]
+    with host_ready(job, [out, *{s.path.parent for s in submissions}]) as job:
+        store = ResultStore(out, job.assignment, sheets)
+        return _grade_batch(job, submissions, store, force, progress, reuse, summary)
+
+
+@contextlib.contextmanager
+def host_ready(job: GradingJob, private: list[Path]):
+    """The job, on a host prepared to grade it here: its data in place, the `private` folders (the
+    results and the submissions) hidden from sandboxes, and one sandbox started (startup_check).
+    Raises as prepared_host and startup_check do; everything is undone on leaving."""
     with prepared_host(job.layers, REPO_ROOT, job.data_dir, private, job.allow_unisolated,
                        declared=job.assignment.data) as data_dir:
         job = dataclasses.replace(job, data_dir=data_dir)
         startup_check(job)
-        store = ResultStore(out, job.assignment, sheets)
-        return _grade_batch(job, submissions, store, force, progress, reuse, summary)
+        yield job
 
 
 def _grade_batch(job: GradingJob, submissions: list[Submission], store: ResultStore, force: bool,

@@ -21,6 +21,10 @@ solution copies at --jobs 1 over the solution's floor), peak memory per worker, 
 agree across --jobs values, and the bound: the ratio against otter that a grader with no overhead at all would reach at
 --jobs = cores (otter's seconds over the floors of the same notebooks, times the cores). Where the
 notebooks' own compute is most of otter's time, no grader can go past that bound.
+With `--interleave K`, the overhead ratio is also measured against the machine's drift: one slot
+grades a first solution copy (which pays the slot's start, and is left out), then K times a floor
+run of the solution followed by a graded copy of it, so that both sides of the ratio see the same
+moments of the machine; it reports each side's median and their ratio.
 `--only solution.ipynb` copies the solution alone, and `--otter-n 0` leaves otter out: run in two
 checkouts one after the other, that compares what a change costs each solution.
 """
@@ -44,8 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autograder.config import load_config  # noqa: E402
-from autograder.grade import grade_batch, make_job  # noqa: E402
-from autograder.submissions import discover  # noqa: E402
+from autograder.grade import grade_batch, grade_one, host_ready, make_job, starter  # noqa: E402
+from autograder.submissions import Submission, discover  # noqa: E402
 
 CANNED = ROOT / "tests" / "submissions"
 
@@ -164,6 +168,40 @@ def floor_seconds(notebook_path: Path, work: Path, repeat: int = 1) -> float:
     return statistics.median(runs)
 
 
+def interleaved(aid: str, config, work: Path, rounds: int, expected: tuple, fork_server: bool | None = None) -> dict:
+    """The solution's overhead at --jobs 1, with the floor and the grader taking turns: a first graded
+    copy that pays the slot's start (reported, not counted), then `rounds` pairs of one floor run and
+    one graded copy in the same slot. This machine's speed drifts by a third over minutes, more than
+    the overhead measured, so the two sides of the ratio are timed at the same moments. `expected`:
+    the solution's (status, total) in the batch, which every copy here must get too."""
+    solution = CANNED / aid / "solution.ipynb"
+    copies = distinct_copies(aid, rounds + 1, work / "interleaved", only=["solution.ipynb"])
+    floors, graded, statuses = [], [], set()
+    # As grade_batch sets a batch up, one slot: the host prepared, the sandboxes started as `grade` would.
+    with host_ready(make_job(aid, config, jobs=1, fork_server=fork_server), [work]) as job:
+        slots = starter(job, rounds + 1)
+
+        def grade(path: Path):
+            if slots is not None:
+                slots.starting()
+            result = grade_one(job, Submission(path, path.name), 0, slots).result
+            statuses.add((str(result.status), result.total))
+            return result
+
+        try:
+            first = grade(copies[0])
+            for path in copies[1:]:
+                floors.append(floor_seconds(solution, work))
+                graded.append(grade(path).seconds)
+        finally:
+            if slots is not None:
+                slots.close()
+            shutil.rmtree(work / "interleaved", ignore_errors=True)
+    return {"interleaved_first_s": first.seconds, "interleaved_floors_s": floors, "interleaved_graded_s": graded,
+            "interleaved_ratio": statistics.median(graded) / statistics.median(floors),
+            "interleaved_same_score": statuses == {expected}}
+
+
 def otter_sample(paths: list[Path], count: int) -> list[Path]:
     """`count` of the copies, spread evenly over them: the canned notebooks are sorted by name, so
     the first few would be a biased sample (a blank notebook costs both graders little)."""
@@ -191,6 +229,9 @@ def main() -> None:
                         help="time each floor K times, in new processes, and take the median (default 3)")
     parser.add_argument("--only", nargs="*", metavar="FILE",
                         help="copy only these canned notebooks (e.g. solution.ipynb) instead of all of them")
+    parser.add_argument("--interleave", type=int, default=0, metavar="K",
+                        help="also measure the overhead ratio with K floor runs and K graded solution copies "
+                             "taking turns in one slot (see above)")
     args = parser.parse_args()
     config = load_config()
     aids = args.assignments or [a for a in config.assignments if (CANNED / a).is_dir()]
@@ -199,6 +240,8 @@ def main() -> None:
         raise SystemExit("error: --repeat takes a count of at least 1, and repeats only with --cold")
     if args.floor_repeat < 1:
         raise SystemExit("error: --floor-repeat takes a count of at least 1")
+    if args.interleave < 0 or args.interleave == 1:
+        raise SystemExit("error: --interleave takes a count of at least 2 (a median of one run is that run)")
     for aid in aids:
         check_solution_copied(aid, args.n, args.only)
     rows = []
@@ -257,6 +300,9 @@ def main() -> None:
                 rows[-1]["overhead_ratio_cold"] = cold["cold_solution_s"] / floor
                 if otter_per:
                     rows[-1]["ratio_vs_otter_cold"] = cold["ours_n_cold_per_min"] / (60 / otter_per)
+            if args.interleave:
+                expected = next(scores([r])[r.submission] for r in results1 if r.submission.endswith("-solution.ipynb"))
+                rows[-1].update(interleaved(aid, config, work / aid, args.interleave, expected, args.fork_server))
             print(json.dumps(rows[-1]), flush=True)
             shutil.rmtree(work / aid, ignore_errors=True)
     table = render(rows, cores, " ".join(sys.argv[1:]))
@@ -330,6 +376,18 @@ def render(rows: list[dict], cores: int, argv: str) -> str:
         lines += [f"| {r['assignment']} | {r['otter_s_per_sub']:.1f} | {r['sample_floor_s']:.1f} | "
                   f"{r['zero_overhead_bound']:.2f}x | {r['ratio_vs_otter']:.2f}x | "
                   f"{r['ratio_vs_otter'] / r['zero_overhead_bound']:.0%} |" for r in rows if "zero_overhead_bound" in r]
+    if any("interleaved_ratio" in r for r in rows):
+        lines += ["", "The solution's overhead at --jobs 1, a floor run and a graded copy taking turns in one slot "
+                  "(`--interleave`; the slot's first copy, which starts it, is not counted):",
+                  "", "| assignment | floor s, each run | graded s, each run | floor median | graded median | "
+                  "overhead ratio | first copy s | same score |",
+                  "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
+        lines += [f"| {r['assignment']} | {', '.join(f'{v:.1f}' for v in r['interleaved_floors_s'])} | "
+                  f"{', '.join(f'{v:.1f}' for v in r['interleaved_graded_s'])} | "
+                  f"{statistics.median(r['interleaved_floors_s']):.1f} | "
+                  f"{statistics.median(r['interleaved_graded_s']):.1f} | {r['interleaved_ratio']:.2f} | "
+                  f"{r['interleaved_first_s']:.1f} | {'yes' if r['interleaved_same_score'] else 'NO'} |"
+                  for r in rows if "interleaved_ratio" in r]
     header = (f"Command: `python benchmarks/run.py {argv}`  \n"
               f"Machine: {platform.machine()}, {cores} cores, Python {platform.python_version()}, "
               f"{platform.system()} {platform.release()}\n\n")

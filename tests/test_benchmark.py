@@ -63,3 +63,19 @@ def test_a_floor_that_cannot_run_says_which_notebook(bench, tmp_path):
     work.mkdir()
     with pytest.raises(RuntimeError, match="n.ipynb"):
         bench.floor_seconds(path, work)
+
+
+@pytest.mark.slow
+def test_interleaved_overhead_takes_turns_and_leaves_out_the_slot_start(bench, tmp_path, config):
+    # Two rounds after a first copy: two floors and two graded copies, the first copy apart.
+    full = ("ok", config.assignments["autograd"].max_points)
+    row = bench.interleaved("autograd", config, tmp_path, 2, full)
+    assert len(row["interleaved_floors_s"]) == len(row["interleaved_graded_s"]) == 2
+    assert row["interleaved_first_s"] > 0 and all(s > 0 for s in row["interleaved_floors_s"])
+    assert row["interleaved_ratio"] == pytest.approx(
+        (sum(row["interleaved_graded_s"]) / 2) / (sum(row["interleaved_floors_s"]) / 2))
+    # Every copy got the batch's score, and a score that differs from it would have shown.
+    assert row["interleaved_same_score"]
+    assert not bench.interleaved("autograd", config, tmp_path, 2, ("ok", full[1] + 1))["interleaved_same_score"]
+    # Its copies and floor folders are gone (the floor's cell list stays in the benchmark's own folder).
+    assert not [path for path in tmp_path.iterdir() if path.is_dir()]
