@@ -248,7 +248,7 @@ CLEAN_PATIENCE_S = 5.0
 
 
 class ForkServer:
-    """One slot's server: torch imported once, a fresh runner forked for each submission.
+    """One slot's server: torch (and matplotlib) imported once, a fresh runner forked for each submission.
 
     Requests on stdin (answers on stdout, as the runner's):
       fork   {env, cwd}  + the child's stdin, stdout, stderr by SCM_RIGHTS on the channel -> forked {pid}
@@ -277,6 +277,7 @@ class ForkServer:
         import numpy  # noqa: F401 - imported once here, so no child pays for it
         import torch  # noqa: F401 - no op runs here: torch's thread pools start in each child
         _import_torch_compiler()
+        _import_matplotlib()
         from IPython.core import interactiveshell  # noqa: F401
         from traitlets import config  # noqa: F401
 
@@ -330,6 +331,7 @@ class ForkServer:
         os.environ.clear()
         os.environ.update(request["env"])
         tempfile.tempdir = None  # cached from the server's $TMPDIR, if an import asked for it
+        _matplotlib_folders_from_environment()
         sys.argv = sys.argv[:1]
         os.chdir(request["cwd"])
         Runner().serve()
@@ -403,6 +405,42 @@ def _import_torch_compiler() -> None:
     finally:
         os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _import_matplotlib() -> None:
+    """Import matplotlib and pyplot in the server, with its font list built, drawing nothing.
+
+    A notebook's first `import matplotlib.pyplot` took about 0.5 s of each submission: the imports,
+    and the list of the system's fonts that matplotlib builds in an empty config folder (each
+    child's is). Matplotlib also remembers its config and cache folders from their first use; the
+    server's are a throwaway folder, removed here, and each child forgets them again
+    (_matplotlib_folders_from_environment). The backend comes from MPLBACKEND (Agg), as in a child.
+    """
+    scratch = tempfile.mkdtemp(prefix="mpl-import-")
+    before = os.environ.get("MPLCONFIGDIR")
+    os.environ["MPLCONFIGDIR"] = scratch
+    try:
+        import matplotlib.pyplot  # noqa: F401 - builds matplotlib.font_manager.fontManager too
+    finally:
+        if before is None:
+            os.environ.pop("MPLCONFIGDIR", None)
+        else:
+            os.environ["MPLCONFIGDIR"] = before
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _matplotlib_folders_from_environment() -> None:
+    """In a child: make matplotlib look its config and cache folders up again, in the child's own
+    environment (MPLCONFIGDIR), as a cold start's runner does on its first use of them.
+
+    matplotlib memoizes `get_configdir` and `get_cachedir` (its `_logged_cached`); the server's
+    answers name its removed throwaway folder. Fresh memoized wrappers of the same functions replace
+    them; the font list stays the server's (the same system fonts a child would list)."""
+    mpl = sys.modules.get("matplotlib")
+    if mpl is None:
+        return
+    for name, label in (("get_configdir", "CONFIGDIR=%s"), ("get_cachedir", "CACHEDIR=%s")):
+        setattr(mpl, name, mpl._logged_cached(label)(getattr(mpl, name).__wrapped__))
 
 
 def _receive_fds(channel: socket.socket, count: int) -> list[int]:

@@ -219,6 +219,31 @@ def test_a_forked_child_has_torch_s_compiler_imported_and_its_own_cache_folder(s
     assert cache.startswith(tmpdir + os.sep)
 
 
+def test_a_forked_child_has_pyplot_imported_and_its_own_matplotlib_folders(servers):
+    """Check that a child finds matplotlib.pyplot imported with its font list (the server's, so no
+    submission pays for them), that the server's config folder left nothing in the child's $TMPDIR,
+    and that matplotlib's config and cache folders are the child's own MPLCONFIGDIR, as in a cold
+    start: the server's answers, which matplotlib memoizes, name a folder that no longer exists."""
+    box = servers.take(0, True)
+    try:
+        already, listing = run(box, (
+            "import os, sys\n"
+            "already = 'matplotlib.pyplot' in sys.modules and 'matplotlib.font_manager' in sys.modules\n"
+            "print(already, sorted(os.listdir(os.environ['TMPDIR'])), sep='|')")).split("|")
+        folders = run(box, "import os, matplotlib\n"
+                           "print(os.environ['MPLCONFIGDIR'], matplotlib.get_configdir(), matplotlib.get_cachedir())")
+        saved = run(box, "import os, matplotlib.pyplot as plt, matplotlib.font_manager as fm\n"
+                         "fig, ax = plt.subplots(); ax.set_title('t'); fig.savefig('f.png')\n"
+                         "print(os.path.getsize('f.png') > 0, len(fm.fontManager.ttflist) > 0)")
+    finally:
+        box.close()
+    assert already == "True"
+    assert [name for name in ast.literal_eval(listing) if name.startswith("mpl-import-")] == []
+    own, configdir, cachedir = folders.split()
+    assert configdir == cachedir == own
+    assert saved == "True True"
+
+
 def test_a_server_that_stops_answering_is_replaced(servers, monkeypatch):
     """Check that a server that does not answer its clean-up request closes the whole slot (the
     child dies with it) and the next submission gets a new server"""
