@@ -1,10 +1,11 @@
 """The fork server: each slot imports torch once, in a sandbox that forks a fresh runner per submission.
 
-A cold start spends about 2 s of CPU importing torch in every sandbox, and about 2 s more when the
-notebook makes its first torch.optim optimizer (which imports torch's compiler front end); at
-`--jobs` = cores that time is taken from the notebooks. Here each slot keeps one long-lived sandbox
-whose runner (`runner.py --fork-server`) has imported torch, torch._dynamo, numpy and IPython and
-run nothing else. For each submission it forks a child, which becomes an ordinary runner at the
+A cold start spends about 2 s of CPU importing torch in every sandbox, about 2 s more when the
+notebook makes its first torch.optim optimizer (which imports torch's compiler front end), and
+about 0.5 s at its first `import matplotlib.pyplot` (with the font list); at `--jobs` = cores that
+time is taken from the notebooks. Here each slot keeps one long-lived sandbox whose runner
+(`runner.py --fork-server`) has imported torch, torch._dynamo, numpy, matplotlib.pyplot and IPython
+and run nothing else. For each submission it forks a child, which becomes an ordinary runner at the
 point where a cold start's would begin its `init`. What each submission gets is what a cold start gives it:
   - a fresh process: the child of a server that never ran student code, in its own session;
   - its own working folder: a new host folder without bubblewrap; inside bubblewrap the slot's
