@@ -13,8 +13,8 @@ no result cache applies), then times, in one run on one machine:
     each way, alternating, reported as medians);
   - `otter run` over `--otter-n` of the copies spread evenly over them, one after the other, with
     the same bundle;
-  - the floor: a notebook's code executed in a warm Python process (torch and its compiler front
-    end imported; no kernel, no sandbox, no grading), the median of `--floor-repeat` runs: the
+  - the floor: a notebook's code executed in a warm Python process (torch, its compiler front end
+    and matplotlib.pyplot imported, as in the fork server; no kernel, no sandbox, no grading), the median of `--floor-repeat` runs: the
     solution's, and each notebook otter ran.
 It reports throughput, the ratio against otter, the overhead ratio (the median seconds of the
 solution copies at --jobs 1 over the solution's floor), peak memory per worker, whether scores
@@ -125,6 +125,7 @@ import torch  # the floor is measured warm: imports happen before the clock star
 import torch._dynamo  # torch.optim imports it at a notebook's first optimizer (the fork server has it)
 import matplotlib
 matplotlib.use("Agg")
+import matplotlib.pyplot  # the fork server has it too
 start = time.monotonic()
 namespace = {"__name__": "__main__"}
 for source in cells:
