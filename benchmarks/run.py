@@ -14,8 +14,8 @@ no result cache applies), then times, in one run on one machine:
   - `otter run` over `--otter-n` of the copies spread evenly over them, one after the other, with
     the same bundle;
   - the floor: a notebook's code executed in a warm Python process (torch, its compiler front end
-    and matplotlib.pyplot imported, as in the fork server; no kernel, no sandbox, no grading), the median of `--floor-repeat` runs: the
-    solution's, and each notebook otter ran.
+    and matplotlib.pyplot imported, as in the fork server; no kernel, no sandbox, no grading), the
+    median of `--floor-repeat` runs: the solution's, and each notebook otter ran.
 It reports throughput, the ratio against otter, the overhead ratio (the median seconds of the
 solution copies at --jobs 1 over the solution's floor), peak memory per worker, whether scores
 agree across --jobs values, and the bound: the ratio against otter that a grader with no overhead at all would reach at
