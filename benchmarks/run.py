@@ -103,8 +103,13 @@ def time_ours(aid: str, config, folder: Path, jobs: int, out: Path, cold: bool =
     return time.monotonic() - start, results
 
 
+def score(result) -> tuple[str, float]:
+    """A result's status and total: what must agree between two gradings of the same notebook."""
+    return str(result.status), result.total
+
+
 def scores(results: list) -> dict:
-    return {r.submission: (str(r.status), r.total) for r in results}
+    return {r.submission: score(r) for r in results}
 
 
 def time_otter(aid: str, paths: list[Path], work: Path) -> float:
@@ -186,7 +191,7 @@ def interleaved(aid: str, config, work: Path, rounds: int, expected: tuple, fork
             if slots is not None:
                 slots.starting()
             result = grade_one(job, Submission(path, path.name), 0, slots).result
-            statuses.add((str(result.status), result.total))
+            statuses.add(score(result))
             return result
 
         try:
@@ -302,7 +307,7 @@ def main() -> None:
                 if otter_per:
                     rows[-1]["ratio_vs_otter_cold"] = cold["ours_n_cold_per_min"] / (60 / otter_per)
             if args.interleave:
-                expected = next(scores([r])[r.submission] for r in results1 if r.submission.endswith("-solution.ipynb"))
+                expected = next(score(r) for r in results1 if r.submission.endswith("-solution.ipynb"))
                 rows[-1].update(interleaved(aid, config, work / aid, args.interleave, expected, args.fork_server))
             print(json.dumps(rows[-1]), flush=True)
             shutil.rmtree(work / aid, ignore_errors=True)
