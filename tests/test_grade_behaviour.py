@@ -171,8 +171,10 @@ def test_ctrl_c_leaves_no_partial_files_or_processes(tmp_path, jobs):
 
     folder = tmp_path / "subs"
     folder.mkdir()
-    for i in range(4):
-        (folder / f"s{i}.ipynb").write_bytes(SOLUTION.read_bytes().replace(b"Phase 1", f"Phase 1 ({i})".encode()))
+    # Enough copies that some are still queued a second after the first result: a forked spiral
+    # solution can take under a second, and four copies could all be done before the interrupt.
+    for i in range(12):
+        (folder / f"s{i:02d}.ipynb").write_bytes(SOLUTION.read_bytes().replace(b"Phase 1", f"Phase 1 ({i})".encode()))
     out = tmp_path / "out"
     # A shell's background job starts with SIGINT ignored, which Python would keep: restore it.
     proc = subprocess.Popen([sys.executable, "-m", "autograder", "grade", "spiral", str(folder), "--out", str(out),
